@@ -1,0 +1,132 @@
+"""Mixtures of isotropic Gaussians: the ring and grid benchmarks of the GAN-dynamics literature."""
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+DEFAULT_STD = {"ring": 0.01, "grid": 0.05}
+
+
+def ring_modes(num_modes: int = 8, radius: float = 1.0) -> Tensor:
+    """``num_modes`` points evenly spaced on a circle, the first at (radius, 0)."""
+    angles = torch.arange(num_modes, dtype=torch.float64) * (2 * math.pi / num_modes)
+    return radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+
+
+def grid_modes(size: int = 5, spacing: float = 2.0) -> Tensor:
+    """A ``size`` x ``size`` grid centred at the origin: {-4, -2, 0, 2, 4}^2 by default."""
+    axis = (torch.arange(size, dtype=torch.float64) - (size - 1) / 2) * spacing
+    return torch.cartesian_prod(axis, axis)
+
+
+class MixtureBatches(Dataset):
+    """Item i is a whole batch, drawn from a generator seeded by (seed, i): fresh data for every
+    batch, yet the same batch for the same index (reproducible and resumable)."""
+
+    def __init__(self, modes: Tensor, std: float, batch_size: int, seed: int):
+        self.modes, self.std, self.batch_size, self.seed = modes.float(), std, batch_size, seed
+
+    def __getitem__(self, index: int) -> Tensor:
+        gen = torch.Generator().manual_seed((self.seed % 2**24) * 2**40 + index)
+        return sample_mixture(self.modes, self.std, self.batch_size, gen)
+
+
+def sample_mixture(modes: Tensor, std: float, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """n samples of the equal-weight mixture of N(mode, std^2 I)."""
+    which = torch.randint(len(modes), (n,), generator=generator)
+    noise = torch.randn(n, modes.shape[1], generator=generator, dtype=modes.dtype)
+    return modes[which] + std * noise
+
+
+class EpochRange(Sampler[int]):
+    """Indices epoch * n ... (epoch + 1) * n - 1: each epoch sees new batches (Lightning calls set_epoch)."""
+
+    def __init__(self, n: int):
+        self.n, self.epoch = n, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class MixtureOfGaussians(pl.LightningDataModule):
+    """An equal-weight mixture of isotropic Gaussians, sampled fresh for every batch.
+
+    Args:
+        kind: ``ring`` (``num_modes`` on a circle of ``radius``; std 0.01 by default, the ConOpt
+            setting), ``grid`` (``grid_size``^2 modes ``grid_spacing`` apart; std 0.05), or
+            ``custom`` (the points in ``modes``, any dimension; ``modes=[[0.0]]`` with ``std=0``
+            is the Dirac-GAN's data).
+        std: standard deviation of every component; ``None`` picks the kind's default.
+        batch_size: samples per training batch.
+        batches_per_epoch: length of an epoch; ``None`` makes one epoch span the whole run
+            (``trainer.max_steps``), so the progress bar counts iterations.
+        eval_size: size of the fixed evaluation set (``eval_samples``).
+        seed: seeds both the training batches and the evaluation set.
+    """
+
+    def __init__(
+        self,
+        kind: Literal["ring", "grid", "custom"] = "ring",
+        num_modes: int = 8,
+        radius: float = 1.0,
+        grid_size: int = 5,
+        grid_spacing: float = 2.0,
+        modes: Sequence[Sequence[float]] | None = None,
+        std: float | None = None,
+        batch_size: int = 256,
+        batches_per_epoch: int | None = None,
+        eval_size: int = 2500,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if kind == "ring":
+            self.modes = ring_modes(num_modes, radius)
+        elif kind == "grid":
+            self.modes = grid_modes(grid_size, grid_spacing)
+        elif kind == "custom":
+            if not modes:
+                raise ValueError("kind='custom' needs the mode centres: pass modes=[[x1, y1], [x2, y2], ...]")
+            self.modes = torch.tensor(modes, dtype=torch.float64)
+            if self.modes.ndim != 2:
+                raise ValueError(f"modes must be a list of points (K, dim), got shape {list(self.modes.shape)}")
+        else:
+            raise ValueError(f"unknown kind {kind!r}; choose one of: ring, grid, custom")
+        if std is None:
+            if kind == "custom":
+                raise ValueError("kind='custom' needs an explicit std")
+            std = DEFAULT_STD[kind]
+        if std < 0 or batch_size < 1:
+            raise ValueError(f"std must be >= 0 and batch_size >= 1, got std={std}, batch_size={batch_size}")
+        self.kind, self.std, self.batch_size, self.seed = kind, float(std), batch_size, seed
+        self.batches_per_epoch, self.eval_size = batches_per_epoch, eval_size
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return (self.modes.shape[1],)
+
+    def _epoch_length(self) -> int:
+        if self.batches_per_epoch is not None:
+            return self.batches_per_epoch
+        max_steps = self.trainer.max_steps if self.trainer is not None else -1
+        return max_steps if max_steps and max_steps > 0 else 1000
+
+    def train_dataloader(self) -> DataLoader:
+        data = MixtureBatches(self.modes, self.std, self.batch_size, self.seed)
+        return DataLoader(data, batch_size=None, sampler=EpochRange(self._epoch_length()))
+
+    def eval_samples(self, n: int | None = None) -> Tensor:
+        """A fixed set of ``n`` (default ``eval_size``) data samples, independent of training batches."""
+        gen = torch.Generator().manual_seed(self.seed + 2**62)
+        return sample_mixture(self.modes.float(), self.std, n or self.eval_size, gen)

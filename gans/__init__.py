@@ -1,0 +1,16 @@
+"""GAN models as two-player games.
+
+``MODELS`` maps the short names used by ``train.py --model NAME`` to LightningModule classes.
+"""
+from gans.base import TwoPlayerGAN
+from gans.methods import JARE, SGA, ConOpt
+from gans.vanilla import Vanilla
+
+MODELS: dict[str, type[TwoPlayerGAN]] = {
+    "vanilla": Vanilla,
+    "sga": SGA,
+    "conopt": ConOpt,
+    "jare": JARE,
+}
+
+__all__ = ["MODELS", "SGA", "ConOpt", "JARE", "TwoPlayerGAN", "Vanilla"]

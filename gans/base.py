@@ -1,0 +1,216 @@
+"""The two-player GAN LightningModule: Lightning plumbing around the game algebra of ``gans.game``.
+
+A subclass chooses its update direction by overriding :meth:`TwoPlayerGAN.direction` (a few
+lines calling ``gans.game``); everything else (losses, data, optimizer, logging) is shared.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from gans import game
+from gans.losses import get_loss, is_zero_sum
+
+DRY_BATCH = 4
+
+
+@contextlib.contextmanager
+def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
+    """Restore every buffer (BatchNorm running statistics, spectral-norm vectors) on exit, so that a
+    forward pass in training mode leaves no trace."""
+    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
+
+
+def _hparams_to_ignore(**networks: object) -> list[str]:
+    """Networks passed as objects are saved with the state dict, not as hyperparameters. Under
+    LightningCLI the hyperparameters hold their ``class_path`` configs instead, which is what lets
+    ``load_from_checkpoint`` rebuild a model without arguments: keep those."""
+    from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
+
+    return [] if _given_hyperparameters.get() is not None else list(networks)
+
+
+class TwoPlayerGAN(pl.LightningModule):
+    """A GAN as a two-player game trained with simultaneous updates of the direction ``direction``.
+
+    Args:
+        generator: any ``nn.Module`` called as ``G(z)`` with ``z`` of shape ``(B, latent_dim)``.
+        discriminator: any ``nn.Module`` returning one logit per sample, ``(B,)`` or ``(B, 1)``.
+        latent_dim: size of the latent code.
+        loss: ``ns`` (non-saturating), ``zero_sum`` (L_G = -L_D), ``hinge`` or ``wasserstein``.
+        latent_std: z ~ N(0, latent_std^2 I) (the JARE ring experiment uses 2).
+        optimizer: called with the two parameter groups ``generator`` and ``discriminator``; from
+            the command line ``--model.optimizer Adam --model.optimizer.lr 1e-4``. One optimizer
+            with two groups means one optimizer step per iteration, so ``trainer.global_step``
+            counts iterations.
+        lr_d: the discriminator's learning rate when it differs from the optimizer's ``lr``.
+    """
+
+    #: whether ``direction`` differentiates the field again (then xi keeps its graph)
+    second_order: bool = False
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        latent_dim: int,
+        loss: Literal["ns", "zero_sum", "hinge", "wasserstein"] = "ns",
+        latent_std: float = 1.0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_d: float | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=_hparams_to_ignore(generator=generator, discriminator=discriminator))
+        self.automatic_optimization = False
+        self.generator, self.discriminator = generator, discriminator
+        self.latent_dim, self.latent_std, self.lr_d = latent_dim, latent_std, lr_d
+        self.loss_name, self.loss_fn = loss, get_loss(loss)
+        self.optimizer_factory = optimizer
+
+    # -- parameters ----------------------------------------------------------------------------
+
+    @property
+    def params_g(self) -> list[nn.Parameter]:
+        """Trainable generator parameters phi, in ``generator.parameters()`` order."""
+        return [p for p in self.generator.parameters() if p.requires_grad]
+
+    @property
+    def params_d(self) -> list[nn.Parameter]:
+        """Trainable discriminator parameters theta, in ``discriminator.parameters()`` order."""
+        return [p for p in self.discriminator.parameters() if p.requires_grad]
+
+    # -- the game ------------------------------------------------------------------------------
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        ref = next(self.generator.parameters(), None)
+        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+        z = torch.randn(n, self.latent_dim, generator=generator, dtype=dtype)
+        return (self.latent_std * z).to(self.device)
+
+    def _logits(self, x: Tensor) -> Tensor:
+        return self.discriminator(x).reshape(-1)
+
+    def _losses(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        fake = self.generator(z)
+        return self.loss_fn(self._logits(real), self._logits(fake))
+
+    def _field(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor]]:
+        loss_g, loss_d = self._losses(real, z)
+        xi_g, xi_d = game.vector_field(loss_g, loss_d, self.params_g, self.params_d,
+                                       create_graph=self.second_order, zero_sum=is_zero_sum(self.loss_name))
+        return loss_g, loss_d, xi_g, xi_d
+
+    def direction(self, xi_g: list[Tensor], xi_d: list[Tensor], *, reduce: game.Reduce = game.no_reduce,
+                  differentiable: bool = False) -> game.Update:
+        """The method's update direction from the field xi (with its graph when ``second_order``).
+        Simultaneous gradient descent: xi itself."""
+        return game.simultaneous(xi_g, xi_d, self.params_g, self.params_d, reduce=reduce, differentiable=differentiable)
+
+    def losses(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(L_G, L_D) at the current parameters; buffers (e.g. BatchNorm statistics) are left as they were."""
+        with preserved_buffers(self.generator, self.discriminator):
+            return self._losses(real, z)
+
+    def update_direction(self, real: Tensor, z: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """The direction handed to the optimizer as ``.grad``: one tensor per trainable parameter of
+        G, then of D, in ``parameters()`` order. No side effects."""
+        with preserved_buffers(self.generator, self.discriminator):
+            _, _, xi_g, xi_d = self._field(real, z)
+            update = self.direction(xi_g, xi_d)
+        return update.g, update.d
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n generated samples, with the generator in eval mode."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(self.sample_latent(n, generator))
+        finally:
+            self.generator.train(was_training)
+
+    # -- Lightning -----------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        group_d = {"params": self.params_d, "name": "discriminator"}
+        if self.lr_d is not None:
+            group_d["lr"] = self.lr_d
+        return self.optimizer_factory([{"params": self.params_g, "name": "generator"}, group_d])
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self.check_networks(getattr(datamodule, "sample_shape", None))
+
+    def check_networks(self, sample_shape: tuple[int, ...] | None = None) -> None:
+        """Run G and D on a tiny dry batch and fail with a clear message if they break the contract."""
+        g_name, d_name = type(self.generator).__name__, type(self.discriminator).__name__
+        z = self.sample_latent(DRY_BATCH)
+        with torch.no_grad(), preserved_buffers(self.generator, self.discriminator):
+            try:
+                fake = self.generator(z)
+            except Exception as err:
+                raise ValueError(f"generator {g_name} failed on z of shape {tuple(z.shape)} (latent_dim="
+                                 f"{self.latent_dim}): {err}") from err
+            if not isinstance(fake, Tensor) or fake.ndim < 2 or fake.shape[0] != DRY_BATCH:
+                got = tuple(fake.shape) if isinstance(fake, Tensor) else type(fake).__name__
+                raise ValueError(f"generator {g_name} must return a tensor of shape ({DRY_BATCH}, ...) for z of "
+                                 f"shape {tuple(z.shape)}, got {got}")
+            if sample_shape is not None and tuple(fake.shape[1:]) != tuple(sample_shape):
+                raise ValueError(f"generator {g_name} returns samples of shape {tuple(fake.shape[1:])} but the "
+                                 f"data has samples of shape {tuple(sample_shape)}")
+            try:
+                logits = self.discriminator(fake)
+            except Exception as err:
+                raise ValueError(f"discriminator {d_name} failed on a batch of shape {tuple(fake.shape)}: {err}") from err
+            if not isinstance(logits, Tensor) or tuple(logits.shape) not in ((DRY_BATCH,), (DRY_BATCH, 1)):
+                got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+                raise ValueError(f"discriminator {d_name} must return one logit per sample, shape ({DRY_BATCH},) "
+                                 f"or ({DRY_BATCH}, 1) for a batch of {DRY_BATCH}, but returned {got}")
+
+    def _real(self, batch) -> Tensor:
+        real = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return real.to(dtype=self.params_d[0].dtype if self.params_d else real.dtype)
+
+    def _step_players(self, opt, grads_g: list[Tensor] | None, grads_d: list[Tensor] | None, *, counted: bool = True) -> None:
+        """Write the direction into ``.grad`` (None leaves that player where it is) and step.
+
+        Lightning counts every step of a LightningOptimizer as a global step; the extra player
+        updates inside one alternating iteration go to the wrapped optimizer (``counted=False``)
+        so that ``global_step`` counts iterations."""
+        for params, grads in ((self.params_g, grads_g), (self.params_d, grads_d)):
+            for p, g in zip(params, grads if grads is not None else [None] * len(params)):
+                p.grad = g
+        (opt if counted else opt.optimizer).step()
+        opt.zero_grad(set_to_none=True)
+
+    def _should_log(self) -> bool:
+        every = self.trainer.log_every_n_steps
+        return every > 0 and (self.global_step + 1) % every == 0
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        real = self._real(batch)
+        loss_g, loss_d, xi_g, xi_d = self._field(real, self.sample_latent(real.shape[0]))
+        update = self.direction(xi_g, xi_d)
+        self._step_players(self.optimizers(), update.g, update.d)
+        if self._should_log():
+            self._log_step(loss_g, loss_d, xi_g, xi_d, update.stats)
+
+    def _log_step(self, loss_g: Tensor, loss_d: Tensor, xi_g, xi_d, stats: dict[str, Tensor]) -> None:
+        metrics = {"loss/generator": loss_g, "loss/discriminator": loss_d}
+        if xi_g is not None:
+            metrics["grad_norm/generator"] = game.sq_norm(game.detach(xi_g)).sqrt()
+        if xi_d is not None:
+            metrics["grad_norm/discriminator"] = game.sq_norm(game.detach(xi_d)).sqrt()
+        metrics.update(stats)
+        self.log_dict({k: v.detach().float() for k, v in metrics.items()}, on_step=True, on_epoch=False)

@@ -1,0 +1,212 @@
+"""The algebra of two-player games, as small pure functions.
+
+Notation (descent convention: each player minimises its own loss)::
+
+    phi   generator parameters,   theta  discriminator parameters,   x = (phi, theta)
+    xi(x) = (grad_phi L_G, grad_theta L_D)          the game's vector field
+    H(x)  = d xi / d x = [[H11, H12], [H21, H22]]    its Jacobian (not symmetric)
+
+Both players step ``x <- x - eta * u(x)`` where ``u`` is the method's update
+direction. A *field* here is a list of tensors, one per parameter, that still
+carries its autograd graph (built with ``create_graph=True``), so products with
+H are one more backward pass:
+
+    vjp(field, params, v) = H^T v = grad_x <xi, v>
+    jvp(field, params, v) = H v       (double-backward trick)
+
+``reduce`` averages a list of tensors across processes and is the identity on a
+single process. Every direction below reduces the detached field and each
+product, so the same functions give the exact global-batch update under data
+parallelism (the products of the global field are means of local products).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+Tensors = Sequence[Tensor]
+Reduce = Callable[[list[Tensor]], list[Tensor]]
+
+
+def no_reduce(tensors: list[Tensor]) -> list[Tensor]:
+    """Single-process ``reduce``: nothing to average."""
+    return tensors
+
+
+class Update(NamedTuple):
+    """A method's update direction for both players, plus scalars to log."""
+
+    g: list[Tensor]
+    d: list[Tensor]
+    stats: dict[str, Tensor]
+
+
+# -- building blocks ---------------------------------------------------------------------------
+
+
+def dot(a: Tensors, b: Tensors) -> Tensor:
+    """<a, b> summed over all tensors of the two lists."""
+    return sum((x * y).sum() for x, y in zip(a, b, strict=True))
+
+
+def sq_norm(a: Tensors) -> Tensor:
+    return dot(a, a)
+
+
+def detach(a: Tensors) -> list[Tensor]:
+    return [t.detach() for t in a]
+
+
+def axpy(alpha, x: Tensors, y: Tensors) -> list[Tensor]:
+    """y + alpha * x, elementwise over the lists."""
+    return [b + alpha * a for a, b in zip(x, y, strict=True)]
+
+
+def grad(output: Tensor, inputs: Tensors, *, create_graph: bool = False) -> list[Tensor]:
+    """d output / d inputs, with zeros for inputs the output does not depend on.
+
+    The graph is always retained: a field is differentiated several times.
+    """
+    grads = torch.autograd.grad(output, inputs, retain_graph=True, create_graph=create_graph, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, inputs)]
+
+
+def vector_field(
+    loss_g: Tensor, loss_d: Tensor, params_g: Tensors, params_d: Tensors, *, create_graph: bool = False, zero_sum: bool = False
+) -> tuple[list[Tensor], list[Tensor]]:
+    """xi = (grad_phi L_G, grad_theta L_D).
+
+    With ``zero_sum`` (L_G = -L_D) one backward pass of L_D gives both players'
+    parts: xi = (-grad_phi L_D, grad_theta L_D).
+    """
+    if zero_sum:
+        both = grad(loss_d, [*params_g, *params_d], create_graph=create_graph)
+        return [-t for t in both[: len(params_g)]], both[len(params_g) :]
+    return grad(loss_g, params_g, create_graph=create_graph), grad(loss_d, params_d, create_graph=create_graph)
+
+
+def vjp(field: Tensors, params: Tensors, v: Tensors, *, create_graph: bool = False) -> list[Tensor]:
+    """H^T v = grad_x <xi, v>, where H = d field / d params."""
+    return grad(dot(field, v), params, create_graph=create_graph)
+
+
+def vjp_and_jvp(
+    field: Tensors, params: Tensors, v: Tensors, *, create_graph: bool = False
+) -> tuple[list[Tensor], list[Tensor]]:
+    """(H^T v, H v) in two backward passes (double-backward trick).
+
+    w(u) = H^T u = grad_x <xi, u> is linear in u, so grad_u <w(u), v> = H v for
+    any u; taking u = v makes the first pass yield H^T v as well.
+    """
+    u = [t.detach().clone().requires_grad_(True) for t in v]
+    ht_u = grad(dot(field, u), params, create_graph=True)
+    h_v = grad(dot(ht_u, v), u, create_graph=create_graph)
+    return (ht_u if create_graph else detach(ht_u)), h_v
+
+
+def jvp(field: Tensors, params: Tensors, v: Tensors, *, create_graph: bool = False) -> list[Tensor]:
+    """H v, the Jacobian-vector product of the field."""
+    return vjp_and_jvp(field, params, v, create_graph=create_graph)[1]
+
+
+def ht_field(field: Tensors, params: Tensors, value: Tensors, differentiable: bool = False) -> list[Tensor]:
+    """H^T xi for a field xi = ``field`` whose (reduced, detached) value is ``value``.
+
+    Training takes the product against the value (``vjp``), which on several processes is the
+    global field. ``differentiable`` instead takes grad(1/2 ||xi||^2) with its graph: the same
+    number on one process, and a complete graph (d value / dx included) to differentiate again.
+    """
+    if differentiable:
+        return grad(0.5 * sq_norm(field), params, create_graph=True)
+    return vjp(field, params, value)
+
+
+def _reduced(reduce: Reduce, *parts: list[Tensor]) -> list[list[Tensor]]:
+    """Reduce several lists with one call (one flat all-reduce), then split them again."""
+    flat = reduce([t for part in parts for t in part])
+    out, start = [], 0
+    for part in parts:
+        out.append(flat[start : start + len(part)])
+        start += len(part)
+    return out
+
+
+# -- update directions -------------------------------------------------------------------------
+# Each takes the field with its graph (xi_g, xi_d) and the parameters (params_g, params_d) and
+# returns an Update. ``differentiable=True`` (one process) keeps the complete graph of the
+# direction, so that it can be differentiated again: its Jacobian is the spectrum of the method.
+
+
+def simultaneous(xi_g: Tensors, xi_d: Tensors, params_g: Tensors, params_d: Tensors, *, reduce: Reduce = no_reduce,
+                 differentiable: bool = False) -> Update:
+    """Simultaneous gradient descent: u = xi."""
+    if not differentiable:
+        xi_g, xi_d = detach(xi_g), detach(xi_d)
+    g, d = _reduced(reduce, list(xi_g), list(xi_d))
+    return Update(g, d, {})
+
+
+def consensus(xi_g: Tensors, xi_d: Tensors, params_g: Tensors, params_d: Tensors, *, gamma: float,
+              reduce: Reduce = no_reduce, differentiable: bool = False) -> Update:
+    """ConOpt (Mescheder et al. 2017): u = xi + gamma * grad(1/2 ||xi||^2) = xi + gamma * H^T xi."""
+    field, params = [*xi_g, *xi_d], [*params_g, *params_d]
+    xi = _reduced(reduce, detach(field))[0]
+    (ht_xi,) = _reduced(reduce, ht_field(field, params, xi, differentiable))
+    base = field if differentiable else xi
+    u = axpy(gamma, ht_xi, base)
+    n = len(xi_g)
+    return Update(u[:n], u[n:], {"reg/consensus": 0.5 * sq_norm(xi)})
+
+
+def jare(xi_g: Tensors, xi_d: Tensors, params_g: Tensors, params_d: Tensors, *, gamma: float,
+         reduce: Reduce = no_reduce, differentiable: bool = False) -> Update:
+    """JARE (Nie & Patel 2019): each player is regularised by the *other* player's gradient norm.
+
+        u_phi   = xi_phi   + gamma * grad_phi   (1/2 ||xi_theta||^2) = xi_phi   + gamma * H21^T xi_theta
+        u_theta = xi_theta + gamma * grad_theta (1/2 ||xi_phi||^2)   = xi_theta + gamma * H12^T xi_phi
+
+    Only the off-diagonal blocks of H^T enter; ConOpt adds H11 xi_phi and H22 xi_theta too.
+    """
+    bar_g, bar_d = _reduced(reduce, detach(xi_g), detach(xi_d))
+    corr_g, corr_d = _reduced(
+        reduce,
+        ht_field(xi_d, params_g, bar_d, differentiable),  # grad_phi 1/2 ||xi_theta||^2 = H21^T xi_theta
+        ht_field(xi_g, params_d, bar_g, differentiable),  # grad_theta 1/2 ||xi_phi||^2 = H12^T xi_phi
+    )
+    base_g, base_d = (xi_g, xi_d) if differentiable else (bar_g, bar_d)
+    stats = {"reg/generator": 0.5 * sq_norm(bar_d), "reg/discriminator": 0.5 * sq_norm(bar_g)}
+    return Update(axpy(gamma, corr_g, base_g), axpy(gamma, corr_d, base_d), stats)
+
+
+def sga(xi_g: Tensors, xi_d: Tensors, params_g: Tensors, params_d: Tensors, *, lam: float, align: bool = True,
+        align_dim: int | None = None, eps: float = 0.1, reduce: Reduce = no_reduce,
+        differentiable: bool = False) -> Update:
+    """Symplectic gradient adjustment (Balduzzi et al. 2018; Letcher et al. 2019).
+
+        u = xi + lam * A^T xi,   A^T xi = (H^T xi - H xi) / 2
+
+    With ``align`` the sign of lam follows the Hamiltonian H_am = 1/2 ||xi||^2:
+
+        lam <- |lam| * sign(<xi, H^T xi> <A^T xi, H^T xi> / d + eps)
+
+    with d = ``align_dim`` (default: the number of scalar parameters, as in Letcher's code).
+    """
+    field, params = [*xi_g, *xi_d], [*params_g, *params_d]
+    xi = _reduced(reduce, detach(field))[0]
+    if differentiable:
+        ht_xi, h_xi = ht_field(field, params, xi, True), jvp(field, params, field, create_graph=True)
+    else:
+        ht_xi, h_xi = vjp_and_jvp(field, params, xi)
+    ht_xi, h_xi = _reduced(reduce, ht_xi, h_xi)
+    at_xi = [(a - b) / 2 for a, b in zip(ht_xi, h_xi)]
+    if align:
+        d = align_dim if align_dim is not None else sum(p.numel() for p in params)
+        # The sign is a choice, not part of the differentiable map: take it from detached values.
+        sign = torch.sign(dot(xi, ht_xi).detach() * dot(at_xi, ht_xi).detach() / d + eps)
+        lam = abs(lam) * sign
+    u = axpy(lam, at_xi, field if differentiable else xi)
+    n = len(xi_g)
+    lam_t = lam if isinstance(lam, Tensor) else torch.tensor(float(lam))
+    return Update(u[:n], u[n:], {"sga/lambda": lam_t})

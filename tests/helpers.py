@@ -1,0 +1,41 @@
+"""Shared helpers: tiny games in float64 and a quiet Lightning trainer."""
+from __future__ import annotations
+
+import warnings
+
+import pytorch_lightning as pl
+import torch
+
+from datamodules import MixtureOfGaussians
+from gans.networks import DiracGenerator, LinearDiscriminator, MLPDiscriminator, MLPGenerator
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def mlp_gan(cls, *, loss="zero_sum", latent_dim=3, width=5, depth=2, activation="tanh", seed=0, **kwargs):
+    """A small MLP GAN in float64 with smooth activations (so every second derivative is informative)."""
+    torch.manual_seed(seed)
+    g = MLPGenerator(latent_dim, 2, width, depth, activation)
+    d = MLPDiscriminator(2, width, depth, activation)
+    return cls(g, d, latent_dim=latent_dim, loss=loss, **kwargs).double()
+
+
+def dirac_gan(cls, theta=1.0, psi=1.0, *, loss="zero_sum", lr=0.1, **kwargs):
+    """The Dirac-GAN: G = delta_theta, D(x) = psi * x, data at 0, trained with plain SGD."""
+    return cls(DiracGenerator(1, theta), LinearDiscriminator(1, psi), latent_dim=1, loss=loss,
+               optimizer=lambda params: torch.optim.SGD(params, lr=lr), **kwargs).double()
+
+
+def dirac_data(batch_size=4):
+    return MixtureOfGaussians(kind="custom", modes=[[0.0]], std=0.0, batch_size=batch_size)
+
+
+def quiet_trainer(max_steps, **kwargs) -> pl.Trainer:
+    defaults = dict(max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, accelerator="cpu", devices=1)
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)
+
+
+def flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])

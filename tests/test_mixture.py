@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+
+from callbacks.mixture_metrics import mixture_metrics
+from datamodules import MixtureOfGaussians, grid_modes, ring_modes
+
+
+def test_ring_and_grid_modes():
+    ring = ring_modes(8, 2.0)
+    assert ring.shape == (8, 2)
+    torch.testing.assert_close(ring.norm(dim=1), torch.full((8,), 2.0, dtype=torch.float64))
+    torch.testing.assert_close(ring[2], torch.tensor([0.0, 2.0], dtype=torch.float64), atol=1e-12, rtol=0)
+    grid = grid_modes()
+    assert grid.shape == (25, 2)
+    assert sorted(set(grid[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
+
+
+def test_datamodule_defaults_and_fresh_reproducible_batches():
+    dm = MixtureOfGaussians(kind="grid", batch_size=64, batches_per_epoch=3, seed=7)
+    assert dm.std == 0.05 and dm.sample_shape == (2,)
+    assert MixtureOfGaussians().std == 0.01
+    loader = dm.train_dataloader()
+    first = list(loader)
+    assert len(first) == 3 and first[0].shape == (64, 2)
+    assert not torch.equal(first[0], first[1])                              # fresh each batch
+    again = list(dm.train_dataloader())
+    assert all(torch.equal(a, b) for a, b in zip(first, again))             # reproducible
+    loader.sampler.set_epoch(1)
+    assert not torch.equal(next(iter(loader)), first[0])                     # new epoch, new data
+    # samples sit at the modes
+    stats = mixture_metrics(torch.cat(first), dm.modes, dm.std)
+    assert stats["high_quality"] > 98 and stats["modes_covered"] > 15
+
+
+def test_datamodule_errors():
+    with pytest.raises(ValueError, match="unknown kind 'spiral'"):
+        MixtureOfGaussians(kind="spiral")
+    with pytest.raises(ValueError, match="needs the mode centres"):
+        MixtureOfGaussians(kind="custom", std=0.1)
+
+
+def test_metrics_by_hand():
+    modes = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    samples = torch.tensor([[0.05, 0.0], [0.0, 0.29], [0.0, 0.31], [10.0, 0.1], [5.0, 5.0], [9.0, 9.0]])
+    out = mixture_metrics(samples, modes, std=0.1)
+    assert out["modes_covered"] == 2                   # modes 0 and 1
+    assert out["high_quality"] == pytest.approx(100 * 3 / 6)
+    # nearest modes: 0, 0, 0, 1, 0 (tie -> first), 3
+    p = torch.tensor([4, 1, 0, 1]) / 6
+    kl = sum(pi * math.log(pi * 4) for pi in p.tolist() if pi > 0)
+    assert out["kl_uniform"] == pytest.approx(kl)
+
+
+def test_metrics_extremes():
+    modes = ring_modes(8)
+    perfect = modes.repeat(10, 1)
+    assert mixture_metrics(perfect, modes, 0.01) == {"modes_covered": 8, "high_quality": 100.0, "kl_uniform": 0.0}
+    collapsed = modes[:1].repeat(50, 1)
+    out = mixture_metrics(collapsed, modes, 0.01)
+    assert out["modes_covered"] == 1 and out["kl_uniform"] == pytest.approx(math.log(8))

@@ -1,0 +1,112 @@
+"""The model contract: any injected networks (BatchNorm included), every loss, every method."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from datamodules import MixtureOfGaussians
+from gans import JARE, MODELS, SGA, ConOpt, TwoPlayerGAN, Vanilla
+from gans.optim import RMSpropTF
+from tests.helpers import mlp_gan, quiet_trainer
+
+METHODS = [(Vanilla, {}), (Vanilla, {"update": "alternating", "n_d": 2}), (ConOpt, {"gamma": 1.0}),
+           (JARE, {"gamma": 1.0}), (SGA, {"lam": 1.0})]
+LOSSES = ["ns", "zero_sum", "hinge", "wasserstein"]
+
+
+class BNGenerator(nn.Module):
+    def __init__(self, latent_dim=4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class BNDiscriminator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def bn_gan(cls, loss, **kw):
+    torch.manual_seed(0)
+    return cls(BNGenerator(), BNDiscriminator(), latent_dim=4, loss=loss,
+               optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), **kw)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("cls,kw", METHODS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_every_method_trains_batchnorm_networks_with_every_loss(cls, kw, loss):
+    model = bn_gan(cls, loss, **kw)
+    before = [p.detach().clone() for p in model.parameters()]
+    data = MixtureOfGaussians(kind="ring", batch_size=32, seed=1)
+    trainer = quiet_trainer(3)
+    trainer.fit(model, datamodule=data)
+    assert trainer.global_step == 3
+    after = list(model.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    # every weight moved (a bias in front of BatchNorm has no gradient: BN removes constant shifts)
+    assert all(not torch.equal(a, b) for a, b in zip(after, before) if a.ndim > 1)
+    assert model.generator.net[1].num_batches_tracked > 0               # BN statistics were updated
+
+
+@pytest.mark.parametrize("cls,kw", METHODS[2:], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_public_methods_have_no_side_effects(cls, kw):
+    model = bn_gan(cls, "ns", **kw)
+    real, z = torch.randn(8, 2), torch.randn(8, 4)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    g, d = model.update_direction(real, z)
+    model.losses(real, z)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert [t.shape for t in g] == [p.shape for p in model.generator.parameters()]
+    assert [t.shape for t in d] == [p.shape for p in model.discriminator.parameters()]
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_frozen_parameters_are_not_players():
+    model = mlp_gan(JARE, gamma=1.0)
+    model.generator.net[0].weight.requires_grad_(False)
+    g, d = model.update_direction(torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64))
+    assert len(g) == len(list(model.generator.parameters())) - 1
+    assert [t.shape for t in g] == [p.shape for p in model.params_g]
+
+
+def test_one_optimizer_with_a_group_per_player():
+    model = mlp_gan(Vanilla, optimizer=lambda p: RMSpropTF(p, lr=1e-3), lr_d=5e-4)
+    opt = model.configure_optimizers()
+    assert [g["name"] for g in opt.param_groups] == ["generator", "discriminator"]
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 5e-4]
+
+
+def test_python_api_checkpoint_round_trip(tmp_path):
+    model = mlp_gan(ConOpt, gamma=3.0)
+    trainer = quiet_trainer(2, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=16))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    fresh = mlp_gan(ConOpt, seed=9)
+    loaded = ConOpt.load_from_checkpoint(path, generator=fresh.generator, discriminator=fresh.discriminator,
+                                         weights_only=False)
+    assert loaded.gamma == 3.0
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict())
+
+
+def test_registry():
+    assert MODELS == {"vanilla": Vanilla, "sga": SGA, "conopt": ConOpt, "jare": JARE}
+    assert all(issubclass(cls, TwoPlayerGAN) for cls in MODELS.values())
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match="update must be"):
+        mlp_gan(Vanilla, update="sometimes")
+    with pytest.raises(ValueError, match="n_d must be >= 1"):
+        mlp_gan(Vanilla, update="alternating", n_d=0)
+    with pytest.raises(ValueError, match="generator MLPGenerator failed on z of shape \\(4, 5\\)"):
+        mlp_gan(Vanilla, latent_dim=3).__class__(mlp_gan(Vanilla).generator, mlp_gan(Vanilla).discriminator,
+                                                 latent_dim=5).check_networks()

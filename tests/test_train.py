@@ -1,0 +1,154 @@
+"""train.py end to end: outputs, plug-in networks by class_path, resume, clear errors."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+import train
+from gans import MODELS, Vanilla
+
+FAST = ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "10"]
+
+
+def run(tmp_path, *args, name="run"):
+    return train.main([*args, "--trainer.logger.init_args.save_dir", str(tmp_path),
+                       "--trainer.logger.init_args.name", name, *FAST])
+
+
+def test_every_registered_model_has_a_config():
+    assert set(MODELS) == {"vanilla", "sga", "conopt", "jare"}
+    for name in MODELS:
+        assert (train.CONFIGS / f"{name}.yaml").is_file()
+
+
+def test_end_to_end_writes_metrics_plot_checkpoint_and_config(tmp_path, capsys):
+    trainer = run(tmp_path, "--model", "vanilla", "--model.update", "alternating", "--data.kind", "grid")
+    assert trainer.global_step == 30  # iterations, not optimizer steps
+    folder = tmp_path / "run" / "version_0"
+    assert (folder / "config.yaml").is_file() and "alternating" in (folder / "config.yaml").read_text()
+    records = [json.loads(line) for line in (folder / "mixture_metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["iteration"] == 30 and 0 <= records[-1]["modes_covered"] <= 25
+    assert (folder / "plots" / "mixture_000030.png").stat().st_size > 1000
+    assert list(folder.glob("events.out.tfevents.*"))
+    ckpt = folder / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    out = capsys.readouterr().out
+    assert "Done: modes covered" in out and str(folder) in out
+    # the checkpoint rebuilds the model, networks included, with no arguments
+    model = Vanilla.load_from_checkpoint(ckpt, weights_only=False)
+    assert model.update == "alternating"
+    torch.testing.assert_close(model.generator.state_dict(), trainer.lightning_module.generator.state_dict())
+
+
+@pytest.mark.parametrize("name", ["sga", "conopt", "jare"])
+def test_second_order_models_train_from_the_command_line(tmp_path, name):
+    trainer = run(tmp_path, "--model", name, name=name)
+    logged = trainer.logged_metrics
+    assert trainer.global_step == 30
+    assert {"loss/generator", "grad_norm/generator", "grad_norm/discriminator"} <= set(logged)
+    expected = {"sga": "sga/lambda", "conopt": "reg/consensus", "jare": "reg/generator"}[name]
+    assert expected in logged
+
+
+def test_resume_continues_in_the_same_folder(tmp_path):
+    run(tmp_path, "--model", "vanilla")
+    trainer = train.main(["--model", "vanilla", "--trainer.logger.init_args.save_dir", str(tmp_path),
+                          "--trainer.logger.init_args.name", "run", "--ckpt_path", "last", "--trainer.max_steps", "50",
+                          "--trainer.enable_progress_bar", "false"])
+    assert trainer.global_step == 50
+    assert trainer.log_dir == str(tmp_path / "run" / "version_0")
+
+
+CUSTOM_NETS = '''
+import torch
+from torch import nn
+
+class TinyCritic(nn.Module):
+    """A user's own discriminator: one hidden layer, returns (B, 1)."""
+    def __init__(self, hidden: int = 8):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+    def forward(self, x):
+        return self.net(x)
+
+class TwoLogits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+    def forward(self, x):
+        return self.lin(x)
+'''
+
+
+def custom_config(tmp_path, class_name, monkeypatch):
+    (tmp_path / "my_nets.py").write_text(CUSTOM_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "my.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        model:
+          init_args:
+            discriminator:
+              class_path: my_nets.{class_name}
+        """))
+    return config
+
+
+def test_custom_discriminator_from_yaml_trains(tmp_path, monkeypatch):
+    config = custom_config(tmp_path, "TinyCritic", monkeypatch)
+    trainer = run(tmp_path, "--model", "jare", "--config", str(config), "--model.discriminator.init_args.hidden", "6")
+    critic = trainer.lightning_module.discriminator
+    assert type(critic).__name__ == "TinyCritic" and critic.net[0].out_features == 6
+    assert trainer.global_step == 30
+
+
+def test_discriminator_with_wrong_output_shape_fails_clearly(tmp_path, monkeypatch):
+    config = custom_config(tmp_path, "TwoLogits", monkeypatch)
+    with pytest.raises(ValueError, match=r"discriminator TwoLogits must return one logit per sample, shape \(4,\) "
+                                         r"or \(4, 1\) for a batch of 4, but returned \(4, 2\)"):
+        run(tmp_path, "--model", "vanilla", "--config", str(config))
+
+
+def test_generator_with_wrong_sample_shape_fails_clearly(tmp_path):
+    with pytest.raises(ValueError, match=r"generator MLPGenerator returns samples of shape \(3,\) but the data "
+                                         r"has samples of shape \(2,\)"):
+        run(tmp_path, "--model", "vanilla", "--model.generator.init_args.out_dim", "3",
+            "--model.discriminator.init_args.in_dim", "3")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "vanila"], "unknown model 'vanila'; choose one of: vanilla, sga, conopt, jare"),
+    (["--model", "jare", "--model.gama", "1"], "gans.JARE has no option 'gama' (did you mean 'gamma'?)"),
+    (["--model", "vanilla", "--model.update", "sometimes"], "expected one of 'simultaneous', 'alternating'"),
+    (["--model", "vanilla", "--model.n_d", "two"], "invalid value 'two' for --model.n_d: expected int"),
+    (["--model", "vanilla", "--trainer.max_stepz", "3"], "did you mean --trainer.max_steps?"),
+])
+def test_bad_command_lines_give_one_clear_line(args, message):
+    with pytest.raises(SystemExit) as info:
+        train.main(args)
+    assert message in str(info.value.code)
+    assert "\n" not in str(info.value.code)
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in train.CONFIGS.glob("*.yaml")))
+def test_every_config_runs(tmp_path, config):
+    trainer = train.main(["--config", str(train.CONFIGS / config), "--trainer.max_steps", "2",
+                          "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar",
+                          "false", "--data.init_args.batch_size", "16"])
+    assert trainer.global_step == 2
+
+
+def test_sample_from_checkpoint(tmp_path, capsys):
+    from gans import sample
+
+    run(tmp_path, "--model", "jare")
+    ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    out = sample.main([str(ckpt), "--num", "300", "--out", str(tmp_path / "s" / "samples")])
+    samples = torch.load(out.with_suffix(".pt"))
+    assert samples.shape == (300, 2)
+    assert (tmp_path / "s" / "samples.png").stat().st_size > 1000
+    assert "modes," in capsys.readouterr().out
+    model = sample.load_model(ckpt)
+    assert type(model).__name__ == "JARE" and model.gamma == 100.0

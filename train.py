@@ -1,0 +1,140 @@
+"""Train a GAN from the command line.
+
+    python train.py --model jare                      # configs/jare.yaml
+    python train.py --model vanilla --model.update alternating --data.kind grid --trainer.max_steps 2000
+    python train.py --config my.yaml                  # a full config of your own
+    python train.py --model jare --print_config       # the resolved config, every option
+    python train.py --model jare --ckpt_path last     # resume the newest run of that logger folder
+
+``--model NAME`` loads ``configs/NAME.yaml`` (NAME from ``gans.MODELS``); every option after it
+overrides that file. ``--model gans.JARE`` (a class path) or a ``--config`` works as in any
+LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_steps``, checkpoint
+``every_n_train_steps``) count iterations: one update of both players.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+import sys
+import warnings
+from argparse import ArgumentError
+from pathlib import Path
+
+import pytorch_lightning as pl
+from jsonargparse import ArgumentParser
+from pytorch_lightning.cli import LightningCLI
+
+from gans import MODELS, TwoPlayerGAN
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT_MODEL = "jare"
+
+
+def fail(message: str) -> SystemExit:
+    return SystemExit(f"train.py: error: {message}")
+
+
+def expand_model_name(argv: list[str]) -> list[str]:
+    """Replace ``--model NAME`` by ``--config configs/NAME.yaml``, placed first so that every other
+    option overrides it. Class paths (``--model gans.JARE``) and ``--model.x`` options pass through;
+    with neither a model nor a config, the default model's config is used."""
+    args, name, i = [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--model" and i + 1 < len(argv) and "." not in argv[i + 1]:
+            name, i = argv[i + 1], i + 2
+        elif arg.startswith("--model=") and "." not in arg:
+            name, i = arg.split("=", 1)[1], i + 1
+        else:
+            args.append(arg)
+            i += 1
+    given = any(a.split("=")[0] in ("--config", "--model", "-c", "-h", "--help") for a in args)
+    if name is None and given:
+        return args
+    name = name or DEFAULT_MODEL
+    if name not in MODELS:
+        raise fail(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or a class path such as gans.JARE)")
+    return ["--config", str(CONFIGS / f"{name}.yaml"), *args]
+
+
+def _class_options(class_path: str) -> list[str]:
+    module, name = class_path.rsplit(".", 1)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(getattr(importlib.import_module(module), name), "x", fail_untyped=False)
+    return [a.dest[2:] for a in parser._actions if a.dest.startswith("x.") and not a.dest.endswith(".help")]
+
+
+def short_error(err: ArgumentError, parser) -> str:
+    """One line instead of jsonargparse's nested report, with the valid choices."""
+    message = str(err)
+    class_paths = re.findall(r"Problem with given class_path '([^']+)'", message)
+    if (unknown := re.search(r"Option '([^']+)' is not accepted", message)) and class_paths:
+        options = _class_options(class_paths[-1])
+        close = difflib.get_close_matches(unknown[1], options, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{class_paths[-1]} has no option {unknown[1]!r}{hint}; its options are: {', '.join(options)}"
+    if bad := re.search(r"Expected (.+?)\. Got value: (.*)", message):
+        key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
+        expected = re.sub(r"^an? ", "", bad[1])
+        expected = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", re.sub(r"<class '(\w+)'>", r"\1", expected))
+        return f"invalid value {bad[2]!r} for --{key}: expected {expected}"
+    if unknown := re.match(r"unrecognized arguments: (\S+)", message):
+        options = [s for a in parser._actions for s in a.option_strings]
+        close = difflib.get_close_matches(unknown[1].split("=")[0], options, n=1)
+        return f"unknown option {unknown[1]}" + (f" (did you mean {close[0]}?)" if close else "")
+    return message.splitlines()[0] if message else repr(err)
+
+
+class GanCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="checkpoint to resume from: a path, or 'last' for the newest run of the logger folder")
+
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise fail(short_error(err, parser)) from None
+
+    def before_instantiate_classes(self) -> None:
+        if self.config.get("ckpt_path") == "last":
+            self.config["ckpt_path"] = resume_in_place(self.config["trainer"])
+
+
+def resume_in_place(trainer_config) -> str:
+    """For ``--ckpt_path last``: point the logger at the newest version folder holding a
+    ``checkpoints/last.ckpt``, so the resumed run continues in that folder, and return the file."""
+    logger = trainer_config.get("logger")
+    init = getattr(logger, "init_args", None)
+    if init is None:
+        raise fail("--ckpt_path last needs a logger with save_dir and name (TensorBoardLogger or CSVLogger)")
+    root = Path(init.save_dir) / (init.name or "")
+    versions = sorted((int(p.parent.parent.name.split("_")[-1]), p) for p in root.glob("version_*/checkpoints/last.ckpt"))
+    if not versions:
+        raise fail(f"--ckpt_path last: no {root}/version_*/checkpoints/last.ckpt to resume from")
+    init.version = versions[-1][0]
+    return str(versions[-1][1])
+
+
+def summary(trainer: pl.Trainer) -> str:
+    """The closing line: what each callback with a ``summary()`` reports, and where the run folder is."""
+    parts = [s for cb in trainer.callbacks if callable(getattr(cb, "summary", None)) and (s := cb.summary())]
+    return "Done: " + " | ".join(parts + [f"{trainer.global_step} iterations", f"run folder {trainer.log_dir}"])
+
+
+def main(argv: list[str] | None = None) -> pl.Trainer:
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
+    args = expand_model_name(list(sys.argv[1:] if argv is None else argv))
+    cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                 run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                 parser_kwargs={"exit_on_error": False})
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    if cli.trainer.is_global_zero:
+        print(summary(cli.trainer))
+    return cli.trainer
+
+
+if __name__ == "__main__":
+    main()
