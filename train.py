@@ -126,6 +126,8 @@ def summary(trainer: pl.Trainer) -> str:
 def main(argv: list[str] | None = None) -> pl.Trainer:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
+    # Checkpoints hold the state after the iteration's update, consistent with global_step: what we want.
+    warnings.filterwarnings("ignore", ".*ModelCheckpoint with manual optimization.*")
     args = expand_model_name(list(sys.argv[1:] if argv is None else argv))
     cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,

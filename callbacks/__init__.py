@@ -1,4 +1,6 @@
 """Lightning callbacks: diagnostics and metrics computed during training."""
+from callbacks.jacobian_spectrum import JacobianSpectrum
 from callbacks.mixture_metrics import MixtureMetrics, mixture_metrics
+from callbacks.spectrum import SpectrumResult, compute_spectrum
 
-__all__ = ["MixtureMetrics", "mixture_metrics"]
+__all__ = ["JacobianSpectrum", "MixtureMetrics", "SpectrumResult", "compute_spectrum", "mixture_metrics"]

@@ -111,11 +111,11 @@ class TwoPlayerGAN(pl.LightningModule):
                                        create_graph=self.second_order, zero_sum=is_zero_sum(self.loss_name))
         return loss_g, loss_d, xi_g, xi_d
 
-    def direction(self, xi_g: list[Tensor], xi_d: list[Tensor], *, reduce: game.Reduce = game.no_reduce,
-                  differentiable: bool = False) -> game.Update:
-        """The method's update direction from the field xi (with its graph when ``second_order``).
-        Simultaneous gradient descent: xi itself."""
-        return game.simultaneous(xi_g, xi_d, self.params_g, self.params_d, reduce=reduce, differentiable=differentiable)
+    def direction(self, xi_g: list[Tensor], xi_d: list[Tensor], params_g: list[Tensor], params_d: list[Tensor], *,
+                  reduce: game.Reduce = game.no_reduce, differentiable: bool = False) -> game.Update:
+        """The method's update direction from the field xi (with its graph when ``second_order``) at
+        the parameters it was computed from. Simultaneous gradient descent: xi itself."""
+        return game.simultaneous(xi_g, xi_d, params_g, params_d, reduce=reduce, differentiable=differentiable)
 
     def losses(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """(L_G, L_D) at the current parameters; buffers (e.g. BatchNorm statistics) are left as they were."""
@@ -127,7 +127,7 @@ class TwoPlayerGAN(pl.LightningModule):
         G, then of D, in ``parameters()`` order. No side effects."""
         with preserved_buffers(self.generator, self.discriminator):
             _, _, xi_g, xi_d = self._field(real, z)
-            update = self.direction(xi_g, xi_d)
+            update = self.direction(xi_g, xi_d, self.params_g, self.params_d)
         return update.g, update.d
 
     @torch.no_grad()
@@ -201,7 +201,7 @@ class TwoPlayerGAN(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         real = self._real(batch)
         loss_g, loss_d, xi_g, xi_d = self._field(real, self.sample_latent(real.shape[0]))
-        update = self.direction(xi_g, xi_d)
+        update = self.direction(xi_g, xi_d, self.params_g, self.params_d)
         self._step_players(self.optimizers(), update.g, update.d)
         if self._should_log():
             self._log_step(loss_g, loss_d, xi_g, xi_d, update.stats)

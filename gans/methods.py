@@ -23,8 +23,9 @@ class ConOpt(TwoPlayerGAN):
         super().__init__(*args, **kwargs)
         self.gamma = gamma
 
-    def direction(self, xi_g, xi_d, *, reduce=game.no_reduce, differentiable=False) -> game.Update:
-        return game.consensus(xi_g, xi_d, self.params_g, self.params_d, gamma=self.gamma, reduce=reduce,
+    def direction(self, xi_g, xi_d, params_g, params_d, *, reduce=game.no_reduce,
+                  differentiable=False) -> game.Update:
+        return game.consensus(xi_g, xi_d, params_g, params_d, gamma=self.gamma, reduce=reduce,
                               differentiable=differentiable)
 
 
@@ -42,8 +43,9 @@ class JARE(TwoPlayerGAN):
         super().__init__(*args, **kwargs)
         self.gamma = gamma
 
-    def direction(self, xi_g, xi_d, *, reduce=game.no_reduce, differentiable=False) -> game.Update:
-        return game.jare(xi_g, xi_d, self.params_g, self.params_d, gamma=self.gamma, reduce=reduce,
+    def direction(self, xi_g, xi_d, params_g, params_d, *, reduce=game.no_reduce,
+                  differentiable=False) -> game.Update:
+        return game.jare(xi_g, xi_d, params_g, params_d, gamma=self.gamma, reduce=reduce,
                          differentiable=differentiable)
 
 
@@ -66,7 +68,8 @@ class SGA(TwoPlayerGAN):
             raise ValueError(f"align_dim must be 'scalars' or 'tensors', got {align_dim!r}")
         self.lam, self.align, self.align_dim = lam, align, align_dim
 
-    def direction(self, xi_g, xi_d, *, reduce=game.no_reduce, differentiable=False) -> game.Update:
+    def direction(self, xi_g, xi_d, params_g, params_d, *, reduce=game.no_reduce,
+                  differentiable=False) -> game.Update:
         dim = len(xi_g) + len(xi_d) if self.align_dim == "tensors" else None
-        return game.sga(xi_g, xi_d, self.params_g, self.params_d, lam=self.lam, align=self.align, align_dim=dim,
+        return game.sga(xi_g, xi_d, params_g, params_d, lam=self.lam, align=self.align, align_dim=dim,
                         reduce=reduce, differentiable=differentiable)

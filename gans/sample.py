@@ -8,25 +8,40 @@ training data's modes, with the coverage metrics when the checkpoint's data modu
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 
 from gans.base import TwoPlayerGAN
 
 
+def _class(class_path: str, base: type) -> type:
+    module, name = class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    if not issubclass(cls, base):
+        raise TypeError(f"{class_path} in the checkpoint is not a {base.__name__}")
+    return cls
+
+
 def load_model(checkpoint: str | Path) -> TwoPlayerGAN:
     """The model of a ``train.py`` checkpoint, networks included (their class paths are saved with it)."""
-    return TwoPlayerGAN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
+    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if "_class_path" not in hparams:
+        raise ValueError(f"{checkpoint} was not written by train.py (no model class path in its hyperparameters); "
+                         f"use YourModel.load_from_checkpoint(path, generator=..., discriminator=...)")
+    cls = _class(hparams["_class_path"], TwoPlayerGAN)
+    return cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
 
 
-def _mixture_of(checkpoint: Path):
+def load_datamodule(checkpoint: str | Path) -> pl.LightningDataModule | None:
+    """The datamodule a ``train.py`` checkpoint was trained on, or None when it did not record one."""
     hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("datamodule_hyper_parameters", {})
-    if hparams.get("_class_path") != "datamodules.MixtureOfGaussians":
+    if "_class_path" not in hparams:
         return None
-    from datamodules import MixtureOfGaussians
-
-    return MixtureOfGaussians(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+    cls = _class(hparams["_class_path"], pl.LightningDataModule)
+    return cls.load_from_checkpoint(checkpoint, weights_only=False)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -46,9 +61,10 @@ def main(argv: list[str] | None = None) -> Path:
     if samples.ndim == 2 and samples.shape[1] == 2:
         from callbacks.mixture_metrics import mixture_metrics, scatter_figure
 
-        data = _mixture_of(args.checkpoint)
-        modes, std, title = (data.modes, data.std, "") if data is not None else (torch.zeros(0, 2), 0.0, "")
-        if data is not None:
+        data = load_datamodule(args.checkpoint)
+        has_modes = hasattr(data, "modes")
+        modes, std, title = (data.modes, data.std, "") if has_modes else (torch.zeros(0, 2), 0.0, "")
+        if has_modes:
             stats = mixture_metrics(samples, modes, std)
             title = f"{stats['modes_covered']}/{len(modes)} modes, {stats['high_quality']:.1f}% high quality"
             print(title)

@@ -178,7 +178,7 @@ def test_differentiable_direction_has_the_fd_jacobian(batch64):
     params = m.params_g + m.params_d
     loss_g, loss_d = m._losses(real, z)
     xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
-    u = flat(sum(m.direction(xi_g, xi_d, differentiable=True)[:2], []))
+    u = flat(sum(m.direction(xi_g, xi_d, m.params_g, m.params_d, differentiable=True)[:2], []))
     J = torch.stack([flat(game.grad(u[i], params)) for i in range(len(u))])
     x0 = flat(params).detach().clone()
     h = 1e-6
@@ -210,5 +210,5 @@ def test_reduce_is_called_once_per_reduction(batch64):
         xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
         n = len(xi_g) + len(xi_d)
         calls.clear()
-        m.direction(xi_g, xi_d, reduce=counting)
+        m.direction(xi_g, xi_d, m.params_g, m.params_d, reduce=counting)
         assert calls == [k * n for k in expected], cls.__name__

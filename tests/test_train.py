@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,3 +153,16 @@ def test_sample_from_checkpoint(tmp_path, capsys):
     assert "modes," in capsys.readouterr().out
     model = sample.load_model(ckpt)
     assert type(model).__name__ == "JARE" and model.gamma == 100.0
+
+
+def test_spectrum_of_a_checkpoint(tmp_path, capsys):
+    from callbacks import spectrum
+
+    run(tmp_path, "--model", "jare")
+    folder = tmp_path / "run" / "version_0"
+    assert (folder / "spectra" / "spectrum_000000.npz").is_file()  # the callback of configs/jare.yaml
+    out = spectrum.main([str(folder / "checkpoints" / "last.ckpt"), "--k", "4", "--batch-size", "32"])
+    saved = np.load(out)
+    assert out.parent == folder / "spectra" and out.with_suffix(".png").is_file()
+    assert {"update_eigenvalues", "gradient_eigenvalues", "update_condition_number"} <= set(saved.files)
+    assert "phase_factor" in capsys.readouterr().out

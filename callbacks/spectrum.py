@@ -1,0 +1,331 @@
+"""Eigenvalues of the game Jacobian: the phase factor and the conditioning factor.
+
+    result = compute_spectrum(model, real, z, field="update", k=None)   # full spectrum, float64
+    result = compute_spectrum(model, real, z, k=20)                      # ARPACK, top-20 + smallest real parts
+    python -m callbacks.spectrum runs/jare/version_0/checkpoints/last.ckpt --k 20
+
+``field="gradient"`` is the Jacobian H of the plain field xi = (grad_phi L_G, grad_theta L_D);
+``field="update"`` the Jacobian of the direction the model's method follows (H for vanilla,
+H + gamma * (...) for ConOpt/JARE, ...). Descent convention: a fixed point is locally stable for small
+steps when every eigenvalue has a positive real part.
+
+Every product is a vector-Jacobian product J^T v (one backward pass through the field's graph);
+J^T has the eigenvalues of J. Under torch.distributed the products of the local shards are averaged,
+so the spectrum is that of the global batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
+from torch import Tensor, nn
+
+from gans import game
+from gans.base import preserved_buffers
+
+Field = Literal["gradient", "update"]
+#: above this many parameters a dense eigendecomposition stops being cheap on a CPU
+#: (benchmarks/spectrum_cost.py: about a second at 2,000 parameters, cubic growth)
+MAX_FULL_PARAMS = 2000
+
+
+@dataclass
+class SpectrumResult:
+    """Eigenvalues of a game Jacobian and the scalars that summarise them.
+
+    In top-k mode only the computed eigenvalues (largest magnitude and smallest real part) enter the
+    scalars: ``condition_number`` is then max|lambda| over the smallest |lambda| *found*, a lower
+    bound of the true ratio, and ``phase_factor`` a lower bound of the true maximum.
+    Eigenvalues with |lambda| <= zero_tol * max|lambda| count as zero (they come from parameter
+    symmetries, e.g. a bias in front of BatchNorm) and are left out of both factors; ``num_zero``
+    says how many there were.
+    """
+
+    eigenvalues: np.ndarray
+    field: str
+    mode: str
+    num_params: int
+    zero_tol: float = 1e-9
+    phase_factor: float = dc_field(init=False)
+    condition_number: float = dc_field(init=False)
+    spectral_radius: float = dc_field(init=False)
+    min_real: float = dc_field(init=False)
+    num_negative_real: int = dc_field(init=False)
+    num_zero: int = dc_field(init=False)
+
+    def __post_init__(self) -> None:
+        ev = np.asarray(self.eigenvalues, dtype=complex)
+        self.eigenvalues = ev
+        mags = np.abs(ev)
+        self.spectral_radius = float(mags.max()) if len(ev) else 0.0
+        nonzero = mags > self.zero_tol * self.spectral_radius
+        self.num_zero = int((~nonzero).sum())
+        ev_nz = ev[nonzero]
+        self.min_real = float(ev.real.min()) if len(ev) else 0.0
+        self.num_negative_real = int((ev_nz.real < 0).sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.abs(ev_nz.imag) / np.abs(ev_nz.real)
+        self.phase_factor = float(ratios.max()) if len(ratios) else 0.0
+        self.condition_number = float(mags[nonzero].max() / mags[nonzero].min()) if nonzero.any() else math.inf
+
+    def contraction(self, lr: float) -> float:
+        """max |1 - lr * lambda|: the predicted local contraction of one step x <- x - lr * u
+        (below 1: the fixed point attracts; the closer to 1, the slower)."""
+        return float(np.abs(1 - lr * self.eigenvalues).max())
+
+    def scalars(self, lr: float | None = None) -> dict[str, float]:
+        out = {"phase_factor": self.phase_factor, "condition_number": self.condition_number,
+               "spectral_radius": self.spectral_radius, "min_real": self.min_real,
+               "num_negative_real": float(self.num_negative_real)}
+        if lr is not None:
+            out["contraction"] = self.contraction(lr)
+        return out
+
+
+# -- the field and its products -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def converted(module: nn.Module, dtype: torch.dtype | None) -> Iterator[None]:
+    """Run ``module`` in ``dtype`` and put back the very same parameter and buffer tensors afterwards
+    (bit for bit: the optimizer state and the training run are untouched)."""
+    tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+    if dtype is None or all(t.dtype == dtype for t in tensors):
+        yield
+        return
+    originals = [t.data for t in tensors]
+    try:
+        for t in tensors:
+            t.data = t.data.to(dtype)
+        yield
+    finally:
+        for t, data in zip(tensors, originals):
+            t.data = data
+
+
+def field_with_graph(module, batches: list[tuple[Tensor, Tensor]], field: Field) -> tuple[list[Tensor], list[Tensor]]:
+    """The chosen field averaged over ``batches`` of (real, z), with its graph, and the parameters."""
+    if field not in ("gradient", "update"):
+        raise ValueError(f"field must be 'gradient' or 'update', got {field!r}")
+    params_g, params_d = module.params_g, module.params_d
+    total = None
+    for real, z in batches:
+        loss_g, loss_d = module._losses(real, z)
+        xi_g, xi_d = game.vector_field(loss_g, loss_d, params_g, params_d, create_graph=True,
+                                       zero_sum=module.loss_name == "zero_sum")
+        if field == "gradient":
+            u = [*xi_g, *xi_d]
+        else:
+            update = module.direction(xi_g, xi_d, params_g, params_d, differentiable=True)
+            u = [*update.g, *update.d]
+        total = u if total is None else [a + b for a, b in zip(total, u)]
+    return [t / len(batches) for t in total], [*params_g, *params_d]
+
+
+class JacobianProducts:
+    """J^T v for the Jacobian J of ``field`` with respect to ``params``, as float64 numpy vectors;
+    with ``distributed``, the average of the products over all processes."""
+
+    def __init__(self, field: list[Tensor], params: list[Tensor], distributed: bool = False):
+        self.field, self.params, self.distributed = field, params, distributed
+        self.n = sum(p.numel() for p in params)
+        self.ref = params[0]
+        self.matvecs = 0
+
+    def _local(self, v: Tensor, batched: bool = False) -> Tensor:
+        chunks, start = [], 0
+        for t in self.field:
+            size = t.numel()
+            chunk = v[..., start:start + size]
+            chunks.append(chunk.reshape(*v.shape[:-1], *t.shape) if batched else chunk.reshape(t.shape))
+            start += size
+        grads = torch.autograd.grad(self.field, self.params, grad_outputs=chunks, retain_graph=True,
+                                    allow_unused=True, is_grads_batched=batched)
+        lead = v.shape[:-1]
+        return torch.cat([(torch.zeros(*lead, p.numel(), dtype=v.dtype, device=v.device) if g is None
+                           else g.reshape(*lead, -1)) for g, p in zip(grads, self.params)], dim=-1)
+
+    def _mean(self, t: Tensor) -> Tensor:
+        if self.distributed:
+            dist.all_reduce(t)
+            t /= dist.get_world_size()
+        return t
+
+    def rmatvec(self, v: np.ndarray) -> np.ndarray:
+        self.matvecs += 1
+        vt = torch.as_tensor(np.ascontiguousarray(v.real), dtype=self.ref.dtype, device=self.ref.device)
+        return self._mean(self._local(vt)).double().cpu().numpy()
+
+    def dense(self, chunk: int = 256) -> np.ndarray:
+        """J itself, built from batches of rows J^T e_i (vmap over the backward pass)."""
+        rows = []
+        eye = torch.eye(self.n, dtype=self.ref.dtype, device=self.ref.device)
+        for start in range(0, self.n, chunk):
+            block = eye[start:start + chunk]
+            try:
+                rows.append(self._local(block, batched=True))
+            except RuntimeError:  # an op without a batching rule: one row at a time
+                rows.append(torch.stack([self._local(e) for e in block]))
+        return self._mean(torch.cat(rows)).double().cpu().numpy()
+
+
+# -- eigenvalues -----------------------------------------------------------------------------------
+
+
+def _topk(ops: JacobianProducts, k: int, tol: float, seed: int) -> np.ndarray:
+    """ARPACK on rank 0; under torch.distributed the other ranks serve products until told to stop."""
+    n = ops.n
+    if not 0 < k < n - 1:
+        raise ValueError(f"k must be between 1 and {n - 2} for {n} parameters, got {k}")
+    rank0 = not ops.distributed or dist.get_rank() == 0
+    if ops.distributed and not rank0:
+        while True:
+            msg = torch.empty(n + 1, dtype=torch.float64, device=ops.ref.device)
+            dist.broadcast(msg, 0)
+            if msg[0] == 0:
+                return _broadcast_array(None)
+            ops.rmatvec(msg[1:].cpu().numpy())
+
+    def matvec(v):
+        if ops.distributed:
+            msg = torch.cat([torch.ones(1, dtype=torch.float64), torch.as_tensor(v.real, dtype=torch.float64)])
+            dist.broadcast(msg.to(ops.ref.device), 0)
+        return ops.rmatvec(v)
+
+    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(n)
+
+    def search(which: str, count: int) -> np.ndarray:
+        try:
+            return eigs(op, k=count, which=which, tol=tol, v0=v0, maxiter=max(300, 20 * count),
+                        return_eigenvectors=False)
+        except ArpackNoConvergence as err:  # keep what converged rather than fail a training run
+            return err.eigenvalues
+
+    values = np.concatenate([search("LM", k), search("SR", min(k, 6))])
+    # the two searches overlap: keep each eigenvalue once
+    keep = [i for i, z in enumerate(values) if not np.any(np.isclose(values[:i], z, rtol=1e-8, atol=0))]
+    values = values[keep]
+    if ops.distributed:
+        dist.broadcast(torch.zeros(n + 1, dtype=torch.float64, device=ops.ref.device), 0)
+        return _broadcast_array(values)
+    return values
+
+
+def _broadcast_array(values: np.ndarray | None) -> np.ndarray:
+    box = [values]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _gather(t: Tensor) -> Tensor:
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def compute_spectrum(module, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: Field = "update",
+                     k: int | None = None, dtype: torch.dtype | None = torch.float64, tol: float = 1e-8,
+                     max_full_params: int = MAX_FULL_PARAMS, seed: int = 0) -> SpectrumResult:
+    """Eigenvalues of the Jacobian of a two-player model's field at its current parameters.
+
+    Args:
+        module: a ``gans.TwoPlayerGAN`` (any method).
+        real, z: an evaluation batch, or lists of batches whose fields are averaged (the Jacobian
+            of the average field). Under torch.distributed each process passes its shard.
+        field: ``gradient`` (H of xi) or ``update`` (the Jacobian of the method's direction).
+        k: ``None`` for the full spectrum (dense Jacobian, numpy eigvals); an int for the k
+            eigenvalues of largest magnitude plus the (up to 6) of smallest real part, by ARPACK.
+        dtype: the precision of the computation (float64 by default; ``None`` keeps the model's).
+        max_full_params: refuse a dense spectrum above this size (its cost grows like n^3).
+    """
+    reals, zs = (list(real), list(z)) if isinstance(real, (list, tuple)) else ([real], [z])
+    options = dict(field=field, k=k, dtype=dtype, tol=tol, max_full_params=max_full_params, seed=seed)
+    if not _distributed():
+        return _spectrum(module, reals, zs, distributed=False, **options)
+    if field == "update" and module.second_order:
+        # The update of ConOpt/JARE/SGA is not an average of per-shard updates: evaluate the
+        # global batch on one process (exact), and hand its result to the others.
+        reals, zs = [_gather(r) for r in reals], [_gather(t) for t in zs]
+        box = [_spectrum(module, reals, zs, distributed=False, **options) if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(box, 0)
+        return box[0]
+    return _spectrum(module, reals, zs, distributed=True, **options)
+
+
+def _spectrum(module, reals, zs, *, field, k, dtype, tol, max_full_params, seed, distributed) -> SpectrumResult:
+    with preserved_buffers(module.generator, module.discriminator), converted(module.generator, dtype), \
+            converted(module.discriminator, dtype):
+        target = dtype or module.params_g[0].dtype
+        batches = [(r.to(target), t.to(target)) for r, t in zip(reals, zs)]
+        u, params = field_with_graph(module, batches, field)
+        ops = JacobianProducts(u, params, distributed)
+        if k is None:
+            if ops.n > max_full_params:
+                raise ValueError(f"a full spectrum of {ops.n} parameters is a dense {ops.n}x{ops.n} eigenproblem "
+                                 f"(limit max_full_params={max_full_params}); ask for the top eigenvalues with k=20")
+            values, mode = np.linalg.eigvals(ops.dense()), "full"
+        else:
+            values, mode = _topk(ops, k, tol, seed), "topk"
+    return SpectrumResult(values, field=field, mode=mode, num_params=ops.n)
+
+
+# -- offline: python -m callbacks.spectrum CHECKPOINT ---------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Spectrum of a saved checkpoint, written as by the ``JacobianSpectrum`` callback."""
+    import argparse
+
+    from callbacks.jacobian_spectrum import eigenvalue_figure
+    from gans.sample import load_datamodule, load_model
+
+    parser = argparse.ArgumentParser(prog="python -m callbacks.spectrum", description=main.__doc__)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--k", type=int, default=None, help="top-k eigenvalues (default: full spectrum when cheap, else 20)")
+    parser.add_argument("--field", choices=["update", "gradient", "both"], default="both")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--num-batches", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=4321, help="seed of the latent codes")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: next to the checkpoint's run)")
+    args = parser.parse_args(argv)
+    if not args.checkpoint.is_file():
+        parser.error(f"no checkpoint at {args.checkpoint}")
+    model, data = load_model(args.checkpoint), load_datamodule(args.checkpoint)
+    if not hasattr(data, "eval_samples"):
+        parser.error("the checkpoint's datamodule has no eval_samples(n) to take real data from")
+    n = args.batch_size * args.num_batches
+    reals = list(data.eval_samples(n).split(args.batch_size))
+    zs = list(model.sample_latent(n, torch.Generator().manual_seed(args.seed)).split(args.batch_size))
+    n_params = sum(p.numel() for p in model.params_g + model.params_d)
+    k = args.k if args.k is not None else (None if n_params <= MAX_FULL_PARAMS else 20)
+    fields = ["update", "gradient"] if args.field == "both" else [args.field]
+    results = {}
+    for name in fields:
+        results[name] = compute_spectrum(model, reals, zs, field=name, k=k)
+        print(f"{name:8s} {results[name].mode:4s} " + "  ".join(f"{key} {value:.4g}" for key, value in
+                                                           results[name].scalars().items()))
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    out = args.out or args.checkpoint.resolve().parent.parent / "spectra"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.checkpoint.stem}_step{ckpt.get('global_step', 0)}"
+    np.savez(out / f"{stem}.npz", **{f"{name}_eigenvalues": r.eigenvalues for name, r in results.items()},
+             **{f"{name}_{key}": np.float64(v) for name, r in results.items() for key, v in r.scalars().items()})
+    eigenvalue_figure(results, f"{args.checkpoint.name}, iteration {ckpt.get('global_step', 0)}").savefig(out / f"{stem}.png")
+    print(f"eigenvalues -> {out / (stem + '.npz')}, plot -> {out / (stem + '.png')}")
+    return out / f"{stem}.npz"
+
+
+if __name__ == "__main__":
+    main()
