@@ -27,7 +27,6 @@ import torch.distributed as dist
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 from torch import Tensor, nn
 
-from gans import game
 from gans.base import preserved_buffers
 
 Field = Literal["gradient", "update"]
@@ -117,9 +116,7 @@ def field_with_graph(module, batches: list[tuple[Tensor, Tensor]], field: Field)
     params_g, params_d = module.params_g, module.params_d
     total = None
     for real, z in batches:
-        loss_g, loss_d = module._losses(real, z)
-        xi_g, xi_d = game.vector_field(loss_g, loss_d, params_g, params_d, create_graph=True,
-                                       zero_sum=module.loss_name == "zero_sum")
+        _, _, xi_g, xi_d = module._field(real, z, create_graph=True)
         if field == "gradient":
             u = [*xi_g, *xi_d]
         else:

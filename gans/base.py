@@ -32,13 +32,14 @@ def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
                 buf.copy_(value)
 
 
-def _hparams_to_ignore(**networks: object) -> list[str]:
-    """Networks passed as objects are saved with the state dict, not as hyperparameters. Under
-    LightningCLI the hyperparameters hold their ``class_path`` configs instead, which is what lets
-    ``load_from_checkpoint`` rebuild a model without arguments: keep those."""
+def _hparams_to_ignore(*objects: str) -> list[str]:
+    """Networks and optimizer factories passed as Python objects are not hyperparameters (the
+    networks' weights are in the state dict). Under LightningCLI the hyperparameters hold their
+    ``class_path`` configs instead, which is what lets ``load_from_checkpoint`` rebuild a model
+    without arguments: keep those. (Lightning marks that case with a context variable.)"""
     from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 
-    return [] if _given_hyperparameters.get() is not None else list(networks)
+    return [] if _given_hyperparameters.get() is not None else list(objects)
 
 
 class TwoPlayerGAN(pl.LightningModule):
@@ -71,7 +72,7 @@ class TwoPlayerGAN(pl.LightningModule):
         lr_d: float | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=_hparams_to_ignore(generator=generator, discriminator=discriminator))
+        self.save_hyperparameters(ignore=_hparams_to_ignore("generator", "discriminator", "optimizer"))
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim, self.latent_std, self.lr_d = latent_dim, latent_std, lr_d
@@ -105,10 +106,13 @@ class TwoPlayerGAN(pl.LightningModule):
         fake = self.generator(z)
         return self.loss_fn(self._logits(real), self._logits(fake))
 
-    def _field(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor]]:
+    def _field(self, real: Tensor, z: Tensor, create_graph: bool | None = None
+               ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor]]:
+        """(L_G, L_D, xi_phi, xi_theta); xi keeps its graph when the method needs it (or when asked)."""
         loss_g, loss_d = self._losses(real, z)
         xi_g, xi_d = game.vector_field(loss_g, loss_d, self.params_g, self.params_d,
-                                       create_graph=self.second_order, zero_sum=is_zero_sum(self.loss_name))
+                                       create_graph=self.second_order if create_graph is None else create_graph,
+                                       zero_sum=is_zero_sum(self.loss_name))
         return loss_g, loss_d, xi_g, xi_d
 
     def direction(self, xi_g: list[Tensor], xi_d: list[Tensor], params_g: list[Tensor], params_d: list[Tensor], *,

@@ -39,3 +39,20 @@ def quiet_trainer(max_steps, **kwargs) -> pl.Trainer:
 
 def flat(tensors) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def update_jacobian(module, real, z, h=1e-6):
+    """The Jacobian of ``update_direction`` by central differences (float64 models)."""
+    params = module.params_g + module.params_d
+    x0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    cols = []
+    for j in range(len(x0)):
+        outs = []
+        for sign in (1, -1):
+            x = x0.clone()
+            x[j] += sign * h
+            torch.nn.utils.vector_to_parameters(x, params)
+            outs.append(flat(sum(module.update_direction(real, z), [])))
+        cols.append((outs[0] - outs[1]) / (2 * h))
+    torch.nn.utils.vector_to_parameters(x0, params)
+    return torch.stack(cols, dim=1)

@@ -103,6 +103,7 @@ def test_result_scalars_by_hand():
 # -- 2 processes (gloo) against 1 --------------------------------------------------------------
 
 def _worker(rank, world, init_file, out_dir):
+    torch.set_num_threads(1)  # two processes on a 2-core machine: no oversubscription
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         real, z = batch(32)

@@ -14,23 +14,7 @@ import torch
 
 from gans import JARE, SGA, ConOpt, Vanilla
 from gans.networks import AffineGenerator, LinearDiscriminator
-from tests.helpers import dirac_data, dirac_gan, flat, quiet_trainer
-
-
-def update_jacobian(module, real, z, h=1e-6):
-    params = module.params_g + module.params_d
-    x0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
-    cols = []
-    for j in range(len(x0)):
-        outs = []
-        for sign in (1, -1):
-            x = x0.clone()
-            x[j] += sign * h
-            torch.nn.utils.vector_to_parameters(x, params)
-            outs.append(flat(sum(module.update_direction(real, z), [])))
-        cols.append((outs[0] - outs[1]) / (2 * h))
-    torch.nn.utils.vector_to_parameters(x0, params)
-    return torch.stack(cols, dim=1)
+from tests.helpers import dirac_data, dirac_gan, quiet_trainer, update_jacobian
 
 
 def eigvals(module, real, z):
