@@ -136,18 +136,14 @@ class JacobianProducts:
         self.ref = params[0]
         self.matvecs = 0
 
-    def _local(self, v: Tensor, batched: bool = False) -> Tensor:
+    def _local(self, v: Tensor) -> Tensor:
         chunks, start = [], 0
         for t in self.field:
-            size = t.numel()
-            chunk = v[..., start:start + size]
-            chunks.append(chunk.reshape(*v.shape[:-1], *t.shape) if batched else chunk.reshape(t.shape))
-            start += size
-        grads = torch.autograd.grad(self.field, self.params, grad_outputs=chunks, retain_graph=True,
-                                    allow_unused=True, is_grads_batched=batched)
-        lead = v.shape[:-1]
-        return torch.cat([(torch.zeros(*lead, p.numel(), dtype=v.dtype, device=v.device) if g is None
-                           else g.reshape(*lead, -1)) for g, p in zip(grads, self.params)], dim=-1)
+            chunks.append(v[start:start + t.numel()].reshape(t.shape))
+            start += t.numel()
+        grads = torch.autograd.grad(self.field, self.params, grad_outputs=chunks, retain_graph=True, allow_unused=True)
+        return torch.cat([torch.zeros(p.numel(), dtype=v.dtype, device=v.device) if g is None else g.reshape(-1)
+                          for g, p in zip(grads, self.params)])
 
     def _mean(self, t: Tensor) -> Tensor:
         if self.distributed:
@@ -160,17 +156,11 @@ class JacobianProducts:
         vt = torch.as_tensor(np.ascontiguousarray(v.real), dtype=self.ref.dtype, device=self.ref.device)
         return self._mean(self._local(vt)).double().cpu().numpy()
 
-    def dense(self, chunk: int = 256) -> np.ndarray:
-        """J itself, built from batches of rows J^T e_i (vmap over the backward pass)."""
-        rows = []
+    def dense(self) -> np.ndarray:
+        """J itself, row by row (J^T e_i). Batching the rows with vmap (``is_grads_batched``) was no
+        faster on a CPU (benchmarks/spectrum_cost.py), so the loop stays simple."""
         eye = torch.eye(self.n, dtype=self.ref.dtype, device=self.ref.device)
-        for start in range(0, self.n, chunk):
-            block = eye[start:start + chunk]
-            try:
-                rows.append(self._local(block, batched=True))
-            except RuntimeError:  # an op without a batching rule: one row at a time
-                rows.append(torch.stack([self._local(e) for e in block]))
-        return self._mean(torch.cat(rows)).double().cpu().numpy()
+        return self._mean(torch.stack([self._local(e) for e in eye])).double().cpu().numpy()
 
 
 # -- eigenvalues -----------------------------------------------------------------------------------

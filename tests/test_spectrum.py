@@ -169,3 +169,19 @@ def test_callback_in_training_writes_logs_and_resumes(tmp_path):
     _, resumed = fit(30, ckpt_path=str(folder / "checkpoints" / "last.ckpt"))
     assert [r["iteration"] for r in resumed.history] == [0, 0, 10, 10, 20, 20, 30, 30]
     assert resumed.history[:6] == spectrum.history
+
+
+def test_spectra_do_not_change_the_training_run():
+    from callbacks import JacobianSpectrum
+    from datamodules import MixtureOfGaussians
+    from tests.helpers import quiet_trainer
+
+    def trained(callbacks):
+        torch.manual_seed(0)
+        model = mlp_gan(SGA, width=8, depth=2, optimizer=lambda p: torch.optim.Adam(p, lr=1e-3)).float()
+        quiet_trainer(12, callbacks=callbacks).fit(model, datamodule=MixtureOfGaussians(batch_size=32))
+        return model.state_dict()
+
+    plain = trained([])
+    watched = trained([JacobianSpectrum(every_n_steps=5, field="both", k=4, batch_size=16)])
+    assert all(torch.equal(plain[k], watched[k]) for k in plain)

@@ -134,8 +134,13 @@ def test_bad_command_lines_give_one_clear_line(args, message):
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in train.CONFIGS.glob("*.yaml")))
-def test_every_config_runs(tmp_path, config):
-    trainer = train.main(["--config", str(train.CONFIGS / config), "--trainer.max_steps", "2",
+def test_every_config_parses_and_trains(tmp_path, config, capsys):
+    path = str(train.CONFIGS / config)
+    with pytest.raises(SystemExit) as info:  # every entry, callbacks included, is validated
+        train.main(["--config", path, "--print_config"])
+    assert info.value.code in (None, 0) and "class_path" in capsys.readouterr().out
+    # a few iterations without the (slow) callbacks
+    trainer = train.main(["--config", path, "--trainer.max_steps", "2", "--trainer.callbacks=[]",
                           "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar",
                           "false", "--data.init_args.batch_size", "16"])
     assert trainer.global_step == 2
