@@ -54,7 +54,7 @@ def full_spectrum_rows(widths: list[int], latent_dim: int) -> list[dict]:
         model = jare_gan(width, 2, latent_dim)
         real, z = eval_batch(model, 128)
         n = sum(p.numel() for p in model.parameters())
-        seconds = timed(lambda: compute_spectrum(model, real, z, field="gradient", max_full_params=10**6))
+        seconds = timed(lambda: compute_spectrum(model, real, z, field="gradient", max_full_params=10**6), repeats=3)
         rows.append({"case": f"full spectrum, 2 x {width} MLPs", "params": n, "seconds": seconds})
     return rows
 
