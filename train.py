@@ -125,6 +125,7 @@ def summary(trainer: pl.Trainer) -> str:
 
 def main(argv: list[str] | None = None) -> pl.Trainer:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
     # Checkpoints hold the state after the iteration's update, consistent with global_step: what we want.
     warnings.filterwarnings("ignore", ".*ModelCheckpoint with manual optimization.*")
@@ -133,8 +134,9 @@ def main(argv: list[str] | None = None) -> pl.Trainer:
                  run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                  parser_kwargs={"exit_on_error": False})
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    line = summary(cli.trainer)  # on every rank: trainer.log_dir is a collective under DDP
     if cli.trainer.is_global_zero:
-        print(summary(cli.trainer))
+        print(line)
     return cli.trainer
 
 

@@ -131,16 +131,17 @@ class JacobianSpectrum(pl.Callback):
         it = trainer.global_step
         for name, res in results.items():
             self.history.append({"iteration": it, "field": name, **res.scalars(lr)})
+        # trainer.log_dir is a collective under DDP: every rank asks, rank 0 writes
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         if trainer.is_global_zero:
-            self._write(trainer, results, it, lr)
+            self._write(trainer, run_dir, results, it, lr)
         return results
 
-    def _write(self, trainer: pl.Trainer, results: dict[str, SpectrumResult], it: int, lr: float) -> None:
+    def _write(self, trainer: pl.Trainer, run_dir: Path, results: dict[str, SpectrumResult], it: int, lr: float) -> None:
         metrics = {f"spectrum/{name}/{key}": value for name, res in results.items()
                    for key, value in res.scalars(lr).items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=it)
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         (run_dir / "spectra").mkdir(parents=True, exist_ok=True)
         arrays = {f"{name}_eigenvalues": res.eigenvalues for name, res in results.items()}
         arrays.update({f"{name}_{key}": np.float64(value) for name, res in results.items()

@@ -123,15 +123,16 @@ class MixtureMetrics(pl.Callback):
         self._num_modes = len(data.modes)
         record = {"iteration": trainer.global_step, **metrics}
         self.history.append(record)
+        # trainer.log_dir is a collective under DDP: every rank asks, rank 0 writes
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         if trainer.is_global_zero:
-            self._write(trainer, samples, data, record)
+            self._write(trainer, run_dir, samples, data, record)
         return record
 
-    def _write(self, trainer: pl.Trainer, samples: Tensor, data, record: dict) -> None:
+    def _write(self, trainer: pl.Trainer, run_dir: Path, samples: Tensor, data, record: dict) -> None:
         it = record["iteration"]
         for logger in trainer.loggers:
             logger.log_metrics({f"mixture/{k}": v for k, v in record.items() if k != "iteration"}, step=it)
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "mixture_metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")

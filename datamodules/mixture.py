@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, IterableDataset
 
 DEFAULT_STD = {"ring": 0.01, "grid": 0.05}
 
@@ -24,16 +24,29 @@ def grid_modes(size: int = 5, spacing: float = 2.0) -> Tensor:
     return torch.cartesian_prod(axis, axis)
 
 
-class MixtureBatches(Dataset):
-    """Item i is a whole batch, drawn from a generator seeded by (seed, i): fresh data for every
-    batch, yet the same batch for the same index (reproducible and resumable)."""
+class MixtureBatches(IterableDataset):
+    """Batch ``index`` is drawn from a generator seeded by (seed, index): fresh data for every
+    batch, yet the same batch for the same index (reproducible and resumable). With ``world``
+    processes, each draws the global batch of ``world * batch_size`` and keeps slice ``rank``, so
+    W processes see exactly the data one process with W times the batch would. An epoch is
+    ``length`` batches; epoch e yields indices e * length ... (e + 1) * length - 1."""
 
-    def __init__(self, modes: Tensor, std: float, batch_size: int, seed: int):
+    def __init__(self, modes: Tensor, std: float, batch_size: int, seed: int, length: int, rank: int = 0,
+                 world: int = 1, epoch: Callable[[], int] = lambda: 0):
         self.modes, self.std, self.batch_size, self.seed = modes.float(), std, batch_size, seed
+        self.length, self.rank, self.world, self.epoch = length, rank, world, epoch
 
-    def __getitem__(self, index: int) -> Tensor:
+    def batch(self, index: int) -> Tensor:
         gen = torch.Generator().manual_seed((self.seed % 2**24) * 2**40 + index)
-        return sample_mixture(self.modes, self.std, self.batch_size, gen)
+        full = sample_mixture(self.modes, self.std, self.batch_size * self.world, gen)
+        return full[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[Tensor]:
+        start = self.epoch() * self.length
+        return (self.batch(i) for i in range(start, start + self.length))
 
 
 def sample_mixture(modes: Tensor, std: float, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -41,22 +54,6 @@ def sample_mixture(modes: Tensor, std: float, n: int, generator: torch.Generator
     which = torch.randint(len(modes), (n,), generator=generator)
     noise = torch.randn(n, modes.shape[1], generator=generator, dtype=modes.dtype)
     return modes[which] + std * noise
-
-
-class EpochRange(Sampler[int]):
-    """Indices epoch * n ... (epoch + 1) * n - 1: each epoch sees new batches (Lightning calls set_epoch)."""
-
-    def __init__(self, n: int):
-        self.n, self.epoch = n, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
-
-    def __len__(self) -> int:
-        return self.n
 
 
 class MixtureOfGaussians(pl.LightningDataModule):
@@ -68,7 +65,8 @@ class MixtureOfGaussians(pl.LightningDataModule):
             ``custom`` (the points in ``modes``, any dimension; ``modes=[[0.0]]`` with ``std=0``
             is the Dirac-GAN's data).
         std: standard deviation of every component; ``None`` picks the kind's default.
-        batch_size: samples per training batch.
+        batch_size: samples per training batch (per process under multi-process training: the
+            global batch is ``batch_size`` times the number of processes).
         batches_per_epoch: length of an epoch; ``None`` makes one epoch span the whole run
             (``trainer.max_steps``), so the progress bar counts iterations.
         eval_size: size of the fixed evaluation set (``eval_samples``).
@@ -123,8 +121,13 @@ class MixtureOfGaussians(pl.LightningDataModule):
         return max_steps if max_steps and max_steps > 0 else 1000
 
     def train_dataloader(self) -> DataLoader:
-        data = MixtureBatches(self.modes, self.std, self.batch_size, self.seed)
-        return DataLoader(data, batch_size=None, sampler=EpochRange(self._epoch_length()))
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        # An iterable dataset: Lightning leaves it alone under DDP (each process slices the global
+        # batch itself) instead of splitting the batch indices between processes.
+        data = MixtureBatches(self.modes, self.std, self.batch_size, self.seed, self._epoch_length(), rank, world,
+                              epoch=lambda: trainer.current_epoch if trainer is not None else 0)
+        return DataLoader(data, batch_size=None)
 
     def eval_samples(self, n: int | None = None) -> Tensor:
         """A fixed set of ``n`` (default ``eval_size``) data samples, independent of training batches."""

@@ -14,6 +14,7 @@ from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from gans import game
+from gans.distributed import mean_across_processes, rank_and_world
 from gans.losses import get_loss, is_zero_sum
 
 DRY_BATCH = 4
@@ -98,6 +99,18 @@ class TwoPlayerGAN(pl.LightningModule):
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
         z = torch.randn(n, self.latent_dim, generator=generator, dtype=dtype)
         return (self.latent_std * z).to(self.device)
+
+    def latent_shard(self, n: int) -> Tensor:
+        """This process's n latent codes of the iteration: every process draws the global batch of
+        n * world codes from the (equally seeded) global generator and keeps its slice, so W
+        processes with batch n train on exactly the codes one process with batch W * n would."""
+        rank, world = rank_and_world()
+        return self.sample_latent(n * world)[rank * n:(rank + 1) * n]
+
+    @staticmethod
+    def reduce() -> game.Reduce:
+        """How to average a list of tensors over processes: identity on one process."""
+        return mean_across_processes if rank_and_world()[1] > 1 else game.no_reduce
 
     def _logits(self, x: Tensor) -> Tensor:
         return self.discriminator(x).reshape(-1)
@@ -204,8 +217,8 @@ class TwoPlayerGAN(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> None:
         real = self._real(batch)
-        loss_g, loss_d, xi_g, xi_d = self._field(real, self.sample_latent(real.shape[0]))
-        update = self.direction(xi_g, xi_d, self.params_g, self.params_d)
+        loss_g, loss_d, xi_g, xi_d = self._field(real, self.latent_shard(real.shape[0]))
+        update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=self.reduce())
         self._step_players(self.optimizers(), update.g, update.d)
         if self._should_log():
             self._log_step(loss_g, loss_d, xi_g, xi_d, update.stats)
@@ -217,4 +230,5 @@ class TwoPlayerGAN(pl.LightningModule):
         if xi_d is not None:
             metrics["grad_norm/discriminator"] = game.sq_norm(game.detach(xi_d)).sqrt()
         metrics.update(stats)
-        self.log_dict({k: v.detach().float() for k, v in metrics.items()}, on_step=True, on_epoch=False)
+        self.log_dict({k: v.detach().float() for k, v in metrics.items()}, on_step=True, on_epoch=False,
+                      sync_dist=rank_and_world()[1] > 1)

@@ -39,14 +39,14 @@ class Vanilla(TwoPlayerGAN):
             return super().training_step(batch, batch_idx)
         real = self._real(batch)
         players = ["g"] + ["d"] * self.n_d if self.order == "g_first" else ["d"] * self.n_d + ["g"]
-        opt, grads = self.optimizers(), {}
+        opt, grads, reduce = self.optimizers(), {}, self.reduce()
         for k, player in enumerate(players):
-            loss_g, loss_d = self._losses(real, self.sample_latent(real.shape[0]))
+            loss_g, loss_d = self._losses(real, self.latent_shard(real.shape[0]))
             if player == "g":
-                grads["g"] = game.grad(loss_g, self.params_g)
+                grads["g"] = reduce(game.grad(loss_g, self.params_g))
                 self._step_players(opt, grads["g"], None, counted=k == len(players) - 1)
             else:
-                grads["d"] = game.grad(loss_d, self.params_d)
+                grads["d"] = reduce(game.grad(loss_d, self.params_d))
                 self._step_players(opt, None, grads["d"], counted=k == len(players) - 1)
         if self._should_log():
             self._log_step(loss_g, loss_d, grads["g"], grads["d"], {})

@@ -23,15 +23,25 @@ def test_datamodule_defaults_and_fresh_reproducible_batches():
     assert MixtureOfGaussians().std == 0.01
     loader = dm.train_dataloader()
     first = list(loader)
-    assert len(first) == 3 and first[0].shape == (64, 2)
+    assert len(loader) == 3 and len(first) == 3 and first[0].shape == (64, 2)
     assert not torch.equal(first[0], first[1])                              # fresh each batch
     again = list(dm.train_dataloader())
     assert all(torch.equal(a, b) for a, b in zip(first, again))             # reproducible
-    loader.sampler.set_epoch(1)
+    loader.dataset.epoch = lambda: 1
     assert not torch.equal(next(iter(loader)), first[0])                     # new epoch, new data
+    assert torch.equal(next(iter(loader)), loader.dataset.batch(3))
     # samples sit at the modes
     stats = mixture_metrics(torch.cat(first), dm.modes, dm.std)
     assert stats["high_quality"] > 98 and stats["modes_covered"] > 15
+
+
+def test_processes_slice_the_global_batch():
+    """Two processes with batch 32 see exactly what one process with batch 64 sees."""
+    dm = MixtureOfGaussians(batch_size=64, batches_per_epoch=2)
+    whole = dm.train_dataloader().dataset
+    halves = [type(whole)(dm.modes, dm.std, 32, dm.seed, 2, rank=r, world=2) for r in (0, 1)]
+    for i in range(2):
+        assert torch.equal(torch.cat([h.batch(i) for h in halves]), whole.batch(i))
 
 
 def test_datamodule_errors():
