@@ -26,15 +26,18 @@ def grid_modes(size: int = 5, spacing: float = 2.0) -> Tensor:
 
 class MixtureBatches(IterableDataset):
     """Batch ``index`` is drawn from a generator seeded by (seed, index): fresh data for every
-    batch, yet the same batch for the same index (reproducible and resumable). With ``world``
-    processes, each draws the global batch of ``world * batch_size`` and keeps slice ``rank``, so
-    W processes see exactly the data one process with W times the batch would. An epoch is
-    ``length`` batches; epoch e yields indices e * length ... (e + 1) * length - 1."""
+    batch, yet the same batch for the same index. With ``world`` processes, each draws the global
+    batch of ``world * batch_size`` and keeps slice ``rank``, so W processes see exactly the data one
+    process with W times the batch would.
+
+    Iteration starts at index ``position()`` (the trainer's iteration count: one batch per
+    iteration) and runs to the end of its epoch of ``length`` batches, so a resumed run continues
+    with the very batch the interrupted one would have drawn next."""
 
     def __init__(self, modes: Tensor, std: float, batch_size: int, seed: int, length: int, rank: int = 0,
-                 world: int = 1, epoch: Callable[[], int] = lambda: 0):
+                 world: int = 1, position: Callable[[], int] = lambda: 0):
         self.modes, self.std, self.batch_size, self.seed = modes.float(), std, batch_size, seed
-        self.length, self.rank, self.world, self.epoch = length, rank, world, epoch
+        self.length, self.rank, self.world, self.position = length, rank, world, position
 
     def batch(self, index: int) -> Tensor:
         gen = torch.Generator().manual_seed((self.seed % 2**24) * 2**40 + index)
@@ -45,8 +48,8 @@ class MixtureBatches(IterableDataset):
         return self.length
 
     def __iter__(self) -> Iterator[Tensor]:
-        start = self.epoch() * self.length
-        return (self.batch(i) for i in range(start, start + self.length))
+        start = self.position()
+        return (self.batch(i) for i in range(start, (start // self.length + 1) * self.length))
 
 
 def sample_mixture(modes: Tensor, std: float, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -126,8 +129,10 @@ class MixtureOfGaussians(pl.LightningDataModule):
         # An iterable dataset: Lightning leaves it alone under DDP (each process slices the global
         # batch itself) instead of splitting the batch indices between processes.
         data = MixtureBatches(self.modes, self.std, self.batch_size, self.seed, self._epoch_length(), rank, world,
-                              epoch=lambda: trainer.current_epoch if trainer is not None else 0)
-        return DataLoader(data, batch_size=None)
+                              position=lambda: trainer.global_step if trainer is not None else 0)
+        # DataLoader draws a worker seed from this generator at every epoch start; the global
+        # generator (the latent codes) must not see that draw, or a resumed run would be shifted.
+        return DataLoader(data, batch_size=None, generator=torch.Generator())
 
     def eval_samples(self, n: int | None = None) -> Tensor:
         """A fixed set of ``n`` (default ``eval_size``) data samples, independent of training batches."""

@@ -211,6 +211,19 @@ class TwoPlayerGAN(pl.LightningModule):
         (opt if counted else opt.optimizer).step()
         opt.zero_grad(set_to_none=True)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The latent codes come from the global generator: its state makes a resumed run draw the
+        # codes the interrupted one would have drawn next.
+        checkpoint["rng_state"] = {"cpu": torch.get_rng_state(),
+                                   "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("rng_state")
+        if state is not None:
+            torch.set_rng_state(state["cpu"])
+            if state["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+
     def _should_log(self) -> bool:
         every = self.trainer.log_every_n_steps
         return every > 0 and (self.global_step + 1) % every == 0

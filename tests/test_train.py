@@ -54,13 +54,23 @@ def test_second_order_models_train_from_the_command_line(tmp_path, name):
     assert expected in logged
 
 
-def test_resume_continues_in_the_same_folder(tmp_path):
-    run(tmp_path, "--model", "vanilla")
-    trainer = train.main(["--model", "vanilla", "--trainer.logger.init_args.save_dir", str(tmp_path),
-                          "--trainer.logger.init_args.name", "run", "--ckpt_path", "last", "--trainer.max_steps", "50",
-                          "--trainer.enable_progress_bar", "false"])
-    assert trainer.global_step == 50
-    assert trainer.log_dir == str(tmp_path / "run" / "version_0")
+def test_resume_is_exact_and_continues_in_the_same_folder(tmp_path):
+    """Interrupted at iteration 30 and resumed with --ckpt_path last, a run ends bit for bit where the
+    uninterrupted run ends: parameters, optimizer state, data and latent codes."""
+    def main(*extra):
+        return train.main(["--model", "jare", "--trainer.logger.init_args.save_dir", str(tmp_path),
+                           "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "10",
+                           "--data.init_args.batch_size", "32", "--model.generator.init_args.width", "16",
+                           "--model.discriminator.init_args.width", "16", *extra])
+
+    straight = main("--trainer.logger.init_args.name", "straight", "--trainer.max_steps", "50")
+    main("--trainer.logger.init_args.name", "resumed", "--trainer.max_steps", "30")
+    resumed = main("--trainer.logger.init_args.name", "resumed", "--trainer.max_steps", "50", "--ckpt_path", "last")
+    assert resumed.global_step == 50 and resumed.log_dir == str(tmp_path / "resumed" / "version_0")
+    a, b = straight.lightning_module.state_dict(), resumed.lightning_module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    opt_a, opt_b = straight.optimizers[0].state_dict()["state"], resumed.optimizers[0].state_dict()["state"]
+    assert all(torch.equal(opt_a[i][k], opt_b[i][k]) for i in opt_a for k in opt_a[i])
 
 
 CUSTOM_NETS = '''
