@@ -2,7 +2,7 @@
 
 ``MODELS`` maps the short names used by ``train.py --model NAME`` to LightningModule classes.
 """
-from gans.base import TwoPlayerGAN
+from gans.base import NonFiniteError, TwoPlayerGAN
 from gans.distributed import GameDDPStrategy
 from gans.methods import JARE, SGA, ConOpt
 from gans.vanilla import Vanilla
@@ -14,4 +14,4 @@ MODELS: dict[str, type[TwoPlayerGAN]] = {
     "jare": JARE,
 }
 
-__all__ = ["GameDDPStrategy", "MODELS", "SGA", "ConOpt", "JARE", "TwoPlayerGAN", "Vanilla"]
+__all__ = ["GameDDPStrategy", "MODELS", "NonFiniteError", "SGA", "ConOpt", "JARE", "TwoPlayerGAN", "Vanilla"]

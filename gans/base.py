@@ -20,6 +20,10 @@ from gans.losses import get_loss, is_zero_sum
 DRY_BATCH = 4
 
 
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN or an infinity."""
+
+
 @contextlib.contextmanager
 def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
     """Restore every buffer (BatchNorm running statistics, spectral-norm vectors) on exit, so that a
@@ -57,6 +61,10 @@ class TwoPlayerGAN(pl.LightningModule):
             with two groups means one optimizer step per iteration, so ``trainer.global_step``
             counts iterations.
         lr_d: the discriminator's learning rate when it differs from the optimizer's ``lr``.
+        on_nonfinite: what a non-finite loss or update does: ``stop`` raises ``NonFiniteError``
+            before the parameters are touched (the last checkpoint stays as it was); ``skip``
+            leaves the parameters as they are for that iteration and counts it in
+            ``nonfinite/skipped``.
     """
 
     #: whether ``direction`` differentiates the field again (then xi keeps its graph)
@@ -71,6 +79,7 @@ class TwoPlayerGAN(pl.LightningModule):
         latent_std: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_d: float | None = None,
+        on_nonfinite: Literal["stop", "skip"] = "stop",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=_hparams_to_ignore("generator", "discriminator", "optimizer"))
@@ -79,6 +88,9 @@ class TwoPlayerGAN(pl.LightningModule):
         self.latent_dim, self.latent_std, self.lr_d = latent_dim, latent_std, lr_d
         self.loss_name, self.loss_fn = loss, get_loss(loss)
         self.optimizer_factory = optimizer
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        self.on_nonfinite, self.skipped = on_nonfinite, 0
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -228,11 +240,35 @@ class TwoPlayerGAN(pl.LightningModule):
         every = self.trainer.log_every_n_steps
         return every > 0 and (self.global_step + 1) % every == 0
 
+    def finite_or_stop(self, loss_g: Tensor, loss_d: Tensor, grads_g: list[Tensor] | None,
+                       grads_d: list[Tensor] | None) -> bool:
+        """Whether the iteration may step; raises ``NonFiniteError`` under ``on_nonfinite="stop"``.
+        Every process reaches the same verdict (one tiny all-reduce), so none is left waiting."""
+        norms = [game.sq_norm(g).sqrt() if g is not None else loss_g.new_zeros(()) for g in (grads_g, grads_d)]
+        values = torch.stack([loss_g.detach(), loss_d.detach(), *[n.detach() for n in norms]]).float()
+        bad = (~torch.isfinite(values)).any().float().reshape(1)
+        if rank_and_world()[1] > 1:
+            bad = mean_across_processes([bad])[0]
+        if not bad.item():
+            return True
+        if self.on_nonfinite == "skip":
+            self.skipped += 1
+            self.log("nonfinite/skipped", float(self.skipped), on_step=True, on_epoch=False)
+            return False
+        loss_g_v, loss_d_v, norm_g, norm_d = values.tolist()
+        raise NonFiniteError(
+            f"iteration {self.global_step}: non-finite training state (loss_G={loss_g_v:.4g}, loss_D={loss_d_v:.4g}, "
+            f"|update_G|={norm_g:.4g}, |update_D|={norm_d:.4g}); the parameters were not updated and the last "
+            f"checkpoint is intact. Lower the learning rate or the regulariser weight, resume from the checkpoint "
+            f"(--ckpt_path last), or pass --model.on_nonfinite skip to drop such iterations.")
+
     def training_step(self, batch, batch_idx: int) -> None:
         real = self._real(batch)
         loss_g, loss_d, xi_g, xi_d = self._field(real, self.latent_shard(real.shape[0]))
         update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=self.reduce())
-        self._step_players(self.optimizers(), update.g, update.d)
+        ok = self.finite_or_stop(loss_g, loss_d, update.g, update.d)
+        # a skipped iteration still counts (an optimizer step with no gradients moves nothing)
+        self._step_players(self.optimizers(), update.g if ok else None, update.d if ok else None)
         if self._should_log():
             self._log_step(loss_g, loss_d, xi_g, xi_d, update.stats)
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from datamodules import MixtureOfGaussians
-from gans import JARE, MODELS, SGA, ConOpt, TwoPlayerGAN, Vanilla
+from gans import JARE, MODELS, SGA, ConOpt, NonFiniteError, TwoPlayerGAN, Vanilla
+from gans.networks import MLPGenerator
 from gans.optim import RMSpropTF
 from tests.helpers import mlp_gan, quiet_trainer
 
@@ -110,3 +112,52 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="generator MLPGenerator failed on z of shape \\(4, 5\\)"):
         mlp_gan(Vanilla, latent_dim=3).__class__(mlp_gan(Vanilla).generator, mlp_gan(Vanilla).discriminator,
                                                  latent_dim=5).check_networks()
+
+
+class Poisonable(nn.Module):
+    """A discriminator whose logits turn NaN while ``poison`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+        self.poison = False
+
+    def forward(self, x):
+        out = self.net(x)
+        return out * float("nan") if self.poison else out
+
+
+class PoisonAt(pl.Callback):
+    def __init__(self, start, stop=None):
+        self.start, self.stop = start, stop
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        module.discriminator.poison = self.start <= trainer.global_step < (self.stop or 10**9)
+
+
+def nan_gan(**kw):
+    torch.manual_seed(0)
+    return JARE(MLPGenerator(4, 2, 8, 2), Poisonable(), latent_dim=4, gamma=1.0,
+                optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), **kw)
+
+
+def test_nonfinite_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    model = nan_gan()
+    ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_last=True)
+    trainer = quiet_trainer(10, callbacks=[PoisonAt(5), ckpt], enable_checkpointing=True)
+    with pytest.raises(NonFiniteError, match=r"iteration 5: non-finite training state \(loss_G=nan, loss_D=nan"):
+        trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=16))
+    assert trainer.global_step == 5                       # iterations 0-4 ran; the fifth never stepped
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 4 and all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+
+
+def test_nonfinite_iterations_can_be_skipped():
+    model = nan_gan(on_nonfinite="skip")
+    trainer = quiet_trainer(10, callbacks=[PoisonAt(5, 7)])
+    trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=16))
+    assert trainer.global_step == 10 and model.skipped == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
