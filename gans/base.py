@@ -178,6 +178,10 @@ class TwoPlayerGAN(pl.LightningModule):
         return self.optimizer_factory([{"params": self.params_g, "name": "generator"}, group_d])
 
     def setup(self, stage: str) -> None:
+        if self._trainer is not None and getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            raise ValueError(f"precision={self.trainer.precision!r} is not supported: float16 needs a gradient scaler, "
+                             f"and these models write their update directions into .grad by hand, past the scaler. "
+                             f"Use precision='bf16-mixed' (no scaler needed) or '32-true'.")
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         self.check_networks(getattr(datamodule, "sample_shape", None))
 
@@ -262,10 +266,17 @@ class TwoPlayerGAN(pl.LightningModule):
             f"checkpoint is intact. Lower the learning rate or the regulariser weight, resume from the checkpoint "
             f"(--ckpt_path last), or pass --model.on_nonfinite skip to drop such iterations.")
 
+    def full_precision(self):
+        """A context without autocast for the second-order methods: under ``bf16-mixed`` their field
+        and its Jacobian products are computed in float32 (the backward of a bfloat16 forward
+        would stay bfloat16). First-order training keeps autocast."""
+        return torch.autocast(self.device.type, enabled=False) if self.second_order else contextlib.nullcontext()
+
     def training_step(self, batch, batch_idx: int) -> None:
         real = self._real(batch)
-        loss_g, loss_d, xi_g, xi_d = self._field(real, self.latent_shard(real.shape[0]))
-        update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=self.reduce())
+        with self.full_precision():
+            loss_g, loss_d, xi_g, xi_d = self._field(real, self.latent_shard(real.shape[0]))
+            update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=self.reduce())
         ok = self.finite_or_stop(loss_g, loss_d, update.g, update.d)
         # a skipped iteration still counts (an optimizer step with no gradients moves nothing)
         self._step_players(self.optimizers(), update.g if ok else None, update.d if ok else None)

@@ -161,3 +161,29 @@ def test_nonfinite_iterations_can_be_skipped():
     trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=16))
     assert trainer.global_step == 10 and model.skipped == 2
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("cls,kw", METHODS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_bf16_mixed_precision(cls, kw):
+    """bf16-mixed trains every model; the second-order methods compute in float32 under it, so they
+    end exactly where 32-true training ends, while first-order training really runs in bfloat16."""
+    def trained(precision):
+        model = mlp_gan(cls, loss="ns", width=16, depth=2, optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
+                        **kw).float()
+        pl.seed_everything(0, verbose=False)
+        quiet_trainer(3, precision=precision).fit(model, datamodule=MixtureOfGaussians(batch_size=32))
+        return model.state_dict()
+
+    bf16, fp32 = trained("bf16-mixed"), trained("32-true")
+    assert all(torch.isfinite(v).all() for v in bf16.values())
+    same = all(torch.equal(bf16[k], fp32[k]) for k in bf16)
+    assert same == cls.second_order
+
+
+def test_float16_with_a_gradient_scaler_is_refused_with_a_clear_error():
+    """On a GPU, 16-mixed comes with a GradScaler (on a CPU Lightning switches to bf16-mixed)."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    fp16 = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    with pytest.raises(ValueError, match="precision='16-mixed' is not supported: float16 needs a gradient scaler"):
+        quiet_trainer(1, plugins=[fp16]).fit(mlp_gan(JARE, gamma=1.0).float(), datamodule=MixtureOfGaussians(batch_size=8))
