@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
 import sys
 import warnings
@@ -100,6 +101,7 @@ class GanCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.config.get("ckpt_path") == "last":
             self.config["ckpt_path"] = resume_in_place(self.config["trainer"])
+        slurm_run_folder(self.config["trainer"])
 
 
 def resume_in_place(trainer_config) -> str:
@@ -117,6 +119,16 @@ def resume_in_place(trainer_config) -> str:
     return str(versions[-1][1])
 
 
+def slurm_run_folder(trainer_config) -> None:
+    """Under SLURM, name the run folder after the job (``slurm_<job id>``): a job requeued after
+    preemption has the same id, resumes from Lightning's hpc checkpoint and writes to the same folder."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") and f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    job = job or os.environ.get("SLURM_JOB_ID")
+    init = getattr(trainer_config.get("logger"), "init_args", None)
+    if job and init is not None and "version" in init and init.version is None:
+        init.version = f"slurm_{job}"
+
+
 def summary(trainer: pl.Trainer) -> str:
     """The closing line: what each callback with a ``summary()`` reports, and where the run folder is."""
     parts = [s for cb in trainer.callbacks if callable(getattr(cb, "summary", None)) and (s := cb.summary())]
@@ -126,6 +138,8 @@ def summary(trainer: pl.Trainer) -> str:
 def main(argv: list[str] | None = None) -> pl.Trainer:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
+    # MixtureOfGaussians resumes from the iteration count (datamodules/mixture.py), not a loader state
+    warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
     # Checkpoints hold the state after the iteration's update, consistent with global_step: what we want.
     warnings.filterwarnings("ignore", ".*ModelCheckpoint with manual optimization.*")
