@@ -135,6 +135,16 @@ def summary(trainer: pl.Trainer) -> str:
     return "Done: " + " | ".join(parts + [f"{trainer.global_step} iterations", f"run folder {trainer.log_dir}"])
 
 
+class PrintSummary(pl.Callback):
+    """Prints ``summary`` when fitting ends, from inside the training processes (with a spawn
+    launcher the launching process never sees the trained state)."""
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
+        line = summary(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        if trainer.is_global_zero:
+            print(line)
+
+
 def main(argv: list[str] | None = None) -> pl.Trainer:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
@@ -147,10 +157,8 @@ def main(argv: list[str] | None = None) -> pl.Trainer:
     cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                  parser_kwargs={"exit_on_error": False})
+    cli.trainer.callbacks.append(PrintSummary())
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
-    line = summary(cli.trainer)  # on every rank: trainer.log_dir is a collective under DDP
-    if cli.trainer.is_global_zero:
-        print(line)
     return cli.trainer
 
 

@@ -16,6 +16,7 @@ from gans.distributed import mean_across_processes
 from tests.helpers import mlp_gan, quiet_trainer
 
 STEPS, BATCH = 4, 16
+EXPECTED_SUMMARY: dict[str, str] = {}
 
 
 class NaiveJARE(JARE):
@@ -92,14 +93,16 @@ def test_the_naive_per_process_regulariser_is_not_the_global_one(two_process_res
     assert all(torch.equal(naive_single[k], v) for k, v in single.items())
 
 
-def test_command_line_training_on_two_processes(tmp_path):
-    """train.py with 2 CPU processes: Lightning launches them, callbacks log once and never hang."""
+@pytest.mark.parametrize("strategy", ["game_ddp", "game_ddp_spawn", "ddp"])
+def test_command_line_training_on_two_processes(tmp_path, strategy):
+    """train.py with 2 CPU processes: Lightning launches them, callbacks log once and never hang, and
+    every launcher (and Lightning's own ddp, whose idle wrapper the models bypass) trains alike."""
     import subprocess
     import sys
 
     from train import CONFIGS
 
-    cmd = [sys.executable, str(CONFIGS.parent / "train.py"), "--model", "jare", "--trainer.strategy", "game_ddp",
+    cmd = [sys.executable, str(CONFIGS.parent / "train.py"), "--model", "jare", "--trainer.strategy", strategy,
            "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--trainer.max_steps", "20",
            "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(tmp_path),
            "--model.generator.init_args.width", "16", "--model.discriminator.init_args.width", "16"]
@@ -107,6 +110,8 @@ def test_command_line_training_on_two_processes(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("Done: modes covered") == 1  # printed by rank 0 only
+    line = next(x for x in done.stdout.splitlines() if x.startswith("Done:"))
+    assert line.split(" | run folder")[0] == EXPECTED_SUMMARY.setdefault("line", line.split(" | run folder")[0])
     folder = tmp_path / "jare" / "version_0"
     assert (folder / "spectra" / "spectrum_000000.npz").is_file()
     assert len((folder / "mixture_metrics.jsonl").read_text().splitlines()) == 1

@@ -1,0 +1,91 @@
+"""What exact data parallelism costs: the flat all-reduces of each method's iteration against the
+iteration itself, on 2 CPU processes (gloo), default ring networks (4 x 128).
+
+    python benchmarks/ddp_overhead.py            # the numbers in the README
+    python benchmarks/ddp_overhead.py --smoke    # tiny networks, seconds (CI)
+
+Each process times its local update direction (the part that does not communicate) and, separately,
+the all-reduces that the method's direction performs (``gans.game``: one for vanilla, two for
+ConOpt/JARE, two for SGA, the second twice as long), with payloads of the real sizes. Prints a table
+and writes benchmarks/results/ddp_overhead.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gans import JARE, SGA, ConOpt, Vanilla  # noqa: E402
+from gans.distributed import mean_across_processes  # noqa: E402
+from gans.networks import MLPDiscriminator, MLPGenerator  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: all-reduced payload of one iteration, in units of the parameter count (see gans/game.py)
+PAYLOAD = {"vanilla": [1], "conopt": [1, 1], "jare": [1, 1], "sga": [1, 2]}
+CLASSES = {"vanilla": Vanilla, "conopt": ConOpt, "jare": JARE, "sga": SGA}
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def _worker(rank: int, world: int, port: int, width: int, batch: int, repeats: int, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    rows = []
+    for name, cls in CLASSES.items():
+        torch.manual_seed(0)
+        model = cls(MLPGenerator(64, 2, width, 4), MLPDiscriminator(2, width, 4), latent_dim=64, loss="zero_sum")
+        real, z = torch.randn(batch, 2), torch.randn(batch, 64)
+        local_ms = median_ms(lambda: model.update_direction(real, z), repeats)
+        params = model.params_g + model.params_d
+        payloads = [[torch.randn_like(p) for p in params for _ in range(k)] for k in PAYLOAD[name]]
+        dist.barrier()
+        reduce_ms = median_ms(lambda: [mean_across_processes(p) for p in payloads], repeats)
+        rows.append({"model": name, "params": sum(p.numel() for p in params), "local_ms": local_ms,
+                     "allreduce_ms": reduce_ms, "overhead": reduce_ms / local_ms})
+    if rank == 0:
+        Path(out).write_text(json.dumps(rows))
+    dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    width, batch, repeats = (8, 16, 3) if args.smoke else (128, 64, 30)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"ddp_overhead{'_smoke' if args.smoke else ''}.json"
+    mp.start_processes(_worker, args=(2, port, width, batch, repeats, str(out)), nprocs=2, start_method="spawn")
+    rows = json.loads(out.read_text())
+    print(f"{'model':8s} {'params':>8s} {'local ms':>9s} {'all-reduce ms':>14s} {'overhead':>9s}")
+    for r in rows:
+        print(f"{r['model']:8s} {r['params']:8d} {r['local_ms']:9.2f} {r['allreduce_ms']:14.2f} {100 * r['overhead']:8.1f}%")
+    meta = {"torch": torch.__version__, "processes": 2, "threads_per_process": 1, "batch_per_process": batch,
+            "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke, "os_cpus": os.cpu_count()}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
