@@ -47,14 +47,43 @@ def broadcast_module_state(module: torch.nn.Module, src: int = 0) -> None:
                 t.copy_(chunk.view_as(t))
 
 
+def assert_in_sync(module: torch.nn.Module, iteration: int) -> None:
+    """Raise on every process if the processes' parameters differ (compares float64 checksums)."""
+    params = [p.detach() for p in module.parameters()]
+    local = torch.stack([p.double().sum() for p in params] + [p.double().square().sum() for p in params])
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, local)
+    spread = max(float((g - gathered[0]).abs().max()) for g in gathered)
+    if spread > 0:
+        raise RuntimeError(f"iteration {iteration}: the processes' parameters have drifted apart (largest checksum "
+                           f"difference {spread:.3g}); every process must apply the same update. A model that "
+                           f"writes .grad without gans.distributed.mean_across_processes does this.")
+
+
 class GameDDPStrategy(DDPStrategy):
     """Lightning's DDP (process launch, process groups, SLURM/torchrun environments, samplers,
     metric reduction) without the DistributedDataParallel wrapper, whose reducer cannot see the
     gradients these models take with ``autograd.grad``: the models average across processes
-    themselves (see the module docstring). Names: ``game_ddp``, ``game_ddp_spawn``."""
+    themselves (see the module docstring). Names: ``game_ddp``, ``game_ddp_spawn``.
+
+    Args:
+        check_sync_every: in debug runs, check every this many iterations that all processes hold
+            the same parameters (one small all-gather); 0 never checks.
+    """
+
+    def __init__(self, *args, check_sync_every: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.check_sync_every = check_sync_every
 
     def configure_ddp(self) -> None:
         broadcast_module_state(self.model)
+
+    def optimizer_step(self, optimizer, closure, model=None, **kwargs):
+        out = super().optimizer_step(optimizer, closure, model, **kwargs)
+        step = self.lightning_module.trainer.global_step + 1  # this step is counted right after
+        if self.check_sync_every and step % self.check_sync_every == 0:
+            assert_in_sync(self.lightning_module, step)
+        return out
 
 
 StrategyRegistry.register("game_ddp", GameDDPStrategy, description="exact data-parallel games, processes by popen",

@@ -48,12 +48,27 @@ def train(name: str, batch_size: int, **trainer_kwargs) -> dict[str, torch.Tenso
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+class Drift(pl.Callback):
+    def __init__(self, rank):
+        self.rank = rank
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if self.rank == 1 and trainer.global_step == 2:
+            with torch.no_grad():
+                next(module.parameters()).add_(1e-3)
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     # what torchrun sets: Lightning joins the process group instead of launching processes
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank), NODE_RANK="0")
     torch.set_num_threads(1)
-    results = {name: train(name, BATCH, devices=world, strategy=GameDDPStrategy()) for name in CASES}
+    results = {name: train(name, BATCH, devices=world, strategy=GameDDPStrategy(check_sync_every=1)) for name in CASES}
+    try:  # a process that drifts away is caught on every process (no hang)
+        train("jare", BATCH, devices=world, strategy=GameDDPStrategy(check_sync_every=1), callbacks=[Drift(rank)])
+        results["drift_error"] = ""
+    except RuntimeError as err:
+        results["drift_error"] = str(err)
     if rank == 0:
         torch.save(results, out)
 
@@ -82,6 +97,10 @@ def test_two_processes_equal_one_process_with_the_global_batch(two_process_resul
     single = train(name, 2 * BATCH)
     for key, value in single.items():
         torch.testing.assert_close(two_process_results[name][key], value, rtol=1e-10, atol=1e-12, msg=key)
+
+
+def test_debug_check_catches_processes_that_drift_apart(two_process_results):
+    assert "iteration 3: the processes' parameters have drifted apart" in two_process_results["drift_error"]
 
 
 def test_the_naive_per_process_regulariser_is_not_the_global_one(two_process_results):
