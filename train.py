@@ -23,6 +23,7 @@ from argparse import ArgumentError
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from jsonargparse import ArgumentParser
 from pytorch_lightning.cli import LightningCLI
 
@@ -159,6 +160,10 @@ def main(argv: list[str] | None = None) -> pl.Trainer:
                  parser_kwargs={"exit_on_error": False})
     cli.trainer.callbacks.append(PrintSummary())
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Lightning leaves the process group up; a gloo group alive at interpreter exit can abort
+        # the process ("terminate called without an active exception").
+        torch.distributed.destroy_process_group()
     return cli.trainer
 
 

@@ -37,8 +37,8 @@ def mean_across_processes(tensors: list[Tensor]) -> list[Tensor]:
 def broadcast_module_state(module: torch.nn.Module, src: int = 0) -> None:
     """Copy rank ``src``'s parameters and buffers to every process (what the DDP wrapper does when
     it is built), one flat broadcast per dtype."""
-    tensors = [t for t in (*module.parameters(), *module.buffers())]
-    for dtype in {t.dtype for t in tensors}:
+    tensors = [*module.parameters(), *module.buffers()]
+    for dtype in dict.fromkeys(t.dtype for t in tensors):  # the same order on every process (a set's is not)
         group = [t for t in tensors if t.dtype == dtype]
         flat = torch.cat([t.detach().reshape(-1) for t in group])
         dist.broadcast(flat, src)

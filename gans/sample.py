@@ -17,6 +17,11 @@ import torch
 from gans.base import TwoPlayerGAN
 
 
+def _hparams(checkpoint: str | Path, key: str) -> dict:
+    """One entry of a checkpoint, memory-mapped: the weights are not read for it."""
+    return torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get(key, {})
+
+
 def _class(class_path: str, base: type) -> type:
     module, name = class_path.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
@@ -27,7 +32,7 @@ def _class(class_path: str, base: type) -> type:
 
 def load_model(checkpoint: str | Path) -> TwoPlayerGAN:
     """The model of a ``train.py`` checkpoint, networks included (their class paths are saved with it)."""
-    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    hparams = _hparams(checkpoint, "hyper_parameters")
     if "_class_path" not in hparams:
         raise ValueError(f"{checkpoint} was not written by train.py (no model class path in its hyperparameters); "
                          f"use YourModel.load_from_checkpoint(path, generator=..., discriminator=...)")
@@ -37,7 +42,7 @@ def load_model(checkpoint: str | Path) -> TwoPlayerGAN:
 
 def load_datamodule(checkpoint: str | Path) -> pl.LightningDataModule | None:
     """The datamodule a ``train.py`` checkpoint was trained on, or None when it did not record one."""
-    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("datamodule_hyper_parameters", {})
+    hparams = _hparams(checkpoint, "datamodule_hyper_parameters")
     if "_class_path" not in hparams:
         return None
     cls = _class(hparams["_class_path"], pl.LightningDataModule)

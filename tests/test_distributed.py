@@ -71,6 +71,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         results["drift_error"] = str(err)
     if rank == 0:
         torch.save(results, out)
+    torch.distributed.destroy_process_group()  # a gloo group alive at exit can abort the process
 
 
 def _free_port() -> int:
