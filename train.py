@@ -5,9 +5,12 @@
     python train.py --config my.yaml                  # a full config of your own
     python train.py --model jare --print_config       # the resolved config, every option
     python train.py --model jare --ckpt_path last     # resume the newest run of that logger folder
+    python train.py --model jare --data digits        # images: configs/jare.yaml, then configs/data/digits.yaml
 
-``--model NAME`` loads ``configs/NAME.yaml`` (NAME from ``gans.MODELS``); every option after it
-overrides that file. ``--model gans.JARE`` (a class path) or a ``--config`` works as in any
+``--model NAME`` loads ``configs/NAME.yaml`` (NAME from ``gans.MODELS``); ``--data NAME`` then
+overlays ``configs/data/NAME.yaml`` (data, networks, optimizer, metrics of a data set; the method
+and its weight stay the model's) and names the run folder ``runs/<model>_<data>``; every option
+after them overrides both files. ``--model gans.JARE`` (a class path) or a ``--config`` works as in any
 LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_steps``, checkpoint
 ``every_n_train_steps``) count iterations: one update of both players.
 """
@@ -37,27 +40,51 @@ def fail(message: str) -> SystemExit:
     return SystemExit(f"train.py: error: {message}")
 
 
-def expand_model_name(argv: list[str]) -> list[str]:
-    """Replace ``--model NAME`` by ``--config configs/NAME.yaml``, placed first so that every other
-    option overrides it. Class paths (``--model gans.JARE``) and ``--model.x`` options pass through;
-    with neither a model nor a config, the default model's config is used."""
+def data_presets() -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
+
+
+def _pop_name(argv: list[str], option: str) -> tuple[str | None, list[str]]:
+    """The NAME of ``option NAME`` / ``option=NAME`` (a name has no dot: class paths and
+    ``--model.x`` options stay), and the other arguments."""
     args, name, i = [], None, 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--model" and i + 1 < len(argv) and "." not in argv[i + 1]:
+        if arg == option and i + 1 < len(argv) and "." not in argv[i + 1]:
             name, i = argv[i + 1], i + 2
-        elif arg.startswith("--model=") and "." not in arg:
+        elif arg.startswith(option + "=") and "." not in arg:
             name, i = arg.split("=", 1)[1], i + 1
         else:
             args.append(arg)
             i += 1
+    return name, args
+
+
+def expand_model_name(argv: list[str]) -> list[str]:
+    """Replace ``--model NAME`` by ``--config configs/NAME.yaml`` and ``--data NAME`` by
+    ``--config configs/data/NAME.yaml``, placed first so that every other option overrides them.
+    Class paths (``--model gans.JARE``) and ``--model.x`` options pass through; with neither a model
+    nor a config, the default model's config is used."""
+    name, args = _pop_name(argv, "--model")
+    data, args = _pop_name(args, "--data")
+    if data is not None and data not in data_presets():
+        raise fail(f"unknown data preset {data!r}; choose one of: {', '.join(data_presets())} "
+                   f"(or a class path such as datamodules.Digits)")
     given = any(a.split("=")[0] in ("--config", "--model", "-c", "-h", "--help") for a in args)
     if name is None and given:
+        if data is not None:
+            raise fail(f"--data {data} overlays a model's config: give --model NAME with it")
         return args
     name = name or DEFAULT_MODEL
     if name not in MODELS:
         raise fail(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or a class path such as gans.JARE)")
-    return ["--config", str(CONFIGS / f"{name}.yaml"), *args]
+    configs = ["--config", str(CONFIGS / f"{name}.yaml")]
+    if data is not None:
+        # jsonargparse merges a list of callbacks entry by entry with the one before it (keeping
+        # init_args the new class also accepts): empty it so the preset's callbacks stand alone
+        configs += ["--trainer.callbacks=[]", "--config", str(CONFIGS / "data" / f"{data}.yaml"),
+                    "--trainer.logger.init_args.name", f"{name}_{data}"]
+    return [*configs, *args]
 
 
 def _class_options(class_path: str) -> list[str]:
@@ -154,6 +181,9 @@ def main(argv: list[str] | None = None) -> pl.Trainer:
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
     # Checkpoints hold the state after the iteration's update, consistent with global_step: what we want.
     warnings.filterwarnings("ignore", ".*ModelCheckpoint with manual optimization.*")
+    # logging counts iterations across epochs (short image epochs are fine); the EMA generator stays in eval mode
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", ".*module\(s\) in eval mode at the start of training.*")
     args = expand_model_name(list(sys.argv[1:] if argv is None else argv))
     cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,

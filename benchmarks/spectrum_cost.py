@@ -9,38 +9,24 @@ Prints a table and writes benchmarks/results/spectrum_cost.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import timed, write_results  # noqa: E402
 from callbacks.spectrum import compute_spectrum  # noqa: E402
 from datamodules import MixtureOfGaussians  # noqa: E402
 from gans import JARE  # noqa: E402
 from gans.networks import MLPDiscriminator, MLPGenerator  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def jare_gan(width: int, depth: int, latent_dim: int = 64) -> JARE:
     torch.manual_seed(0)
     return JARE(MLPGenerator(latent_dim, 2, width, depth), MLPDiscriminator(2, width, depth), latent_dim=latent_dim,
                 loss="zero_sum", latent_std=2.0, gamma=100.0)
-
-
-def timed(fn, repeats: int = 1) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def eval_batch(model, n: int):
@@ -99,11 +85,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in rows:
         extra = f"{100 * r['overhead']:8.1f}%" if "overhead" in r else ""
         print(f"{r['case']:70s} {r['params']:8d} {r['seconds']:9.2f} {extra:>9s}")
-    RESULTS.mkdir(exist_ok=True)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or
-            platform.machine(), "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke}
-    (RESULTS / f"spectrum_cost{'_smoke' if args.smoke else ''}.json").write_text(json.dumps({"meta": meta, "rows": rows},
-                                                                                           indent=1))
+    write_results("spectrum_cost", rows, args.smoke)
     return rows
 
 

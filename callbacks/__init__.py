@@ -1,6 +1,9 @@
 """Lightning callbacks: diagnostics and metrics computed during training."""
+from callbacks.fid import FID
+from callbacks.image_grid import ImageGrid
 from callbacks.jacobian_spectrum import JacobianSpectrum
 from callbacks.mixture_metrics import MixtureMetrics, mixture_metrics
 from callbacks.spectrum import SpectrumResult, compute_spectrum
 
-__all__ = ["JacobianSpectrum", "MixtureMetrics", "SpectrumResult", "compute_spectrum", "mixture_metrics"]
+__all__ = ["FID", "ImageGrid", "JacobianSpectrum", "MixtureMetrics", "SpectrumResult", "compute_spectrum",
+           "mixture_metrics"]

@@ -1,4 +1,7 @@
 """Lightning datamodules."""
+from datamodules.images import Digits, ImageDataModule, ImageFolder
 from datamodules.mixture import MixtureOfGaussians, grid_modes, ring_modes
+from datamodules.torchvision_sets import CIFAR10, MNIST, CelebA
 
-__all__ = ["MixtureOfGaussians", "grid_modes", "ring_modes"]
+__all__ = ["CIFAR10", "MNIST", "CelebA", "Digits", "ImageDataModule", "ImageFolder", "MixtureOfGaussians",
+           "grid_modes", "ring_modes"]

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
+
+from datamodules.batches import IndexedBatches, seeded
 
 DEFAULT_STD = {"ring": 0.01, "grid": 0.05}
 
@@ -24,32 +26,18 @@ def grid_modes(size: int = 5, spacing: float = 2.0) -> Tensor:
     return torch.cartesian_prod(axis, axis)
 
 
-class MixtureBatches(IterableDataset):
-    """Batch ``index`` is drawn from a generator seeded by (seed, index): fresh data for every
-    batch, yet the same batch for the same index. With ``world`` processes, each draws the global
-    batch of ``world * batch_size`` and keeps slice ``rank``, so W processes see exactly the data one
-    process with W times the batch would.
-
-    Iteration starts at index ``position()`` (the trainer's iteration count: one batch per
-    iteration) and runs to the end of its epoch of ``length`` batches, so a resumed run continues
-    with the very batch the interrupted one would have drawn next."""
+class MixtureBatches(IndexedBatches):
+    """Fresh mixture samples for every batch; batch ``index`` is drawn from a generator seeded by
+    (seed, index), so it is the same batch for the same index (see ``datamodules.batches``)."""
 
     def __init__(self, modes: Tensor, std: float, batch_size: int, seed: int, length: int, rank: int = 0,
                  world: int = 1, position: Callable[[], int] = lambda: 0):
+        super().__init__(length, rank, world, position)
         self.modes, self.std, self.batch_size, self.seed = modes.float(), std, batch_size, seed
-        self.length, self.rank, self.world, self.position = length, rank, world, position
 
     def batch(self, index: int) -> Tensor:
-        gen = torch.Generator().manual_seed((self.seed % 2**24) * 2**40 + index)
-        full = sample_mixture(self.modes, self.std, self.batch_size * self.world, gen)
+        full = sample_mixture(self.modes, self.std, self.batch_size * self.world, seeded(self.seed, index))
         return full[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self) -> Iterator[Tensor]:
-        start = self.position()
-        return (self.batch(i) for i in range(start, (start // self.length + 1) * self.length))
 
 
 def sample_mixture(modes: Tensor, std: float, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -136,5 +124,5 @@ class MixtureOfGaussians(pl.LightningDataModule):
 
     def eval_samples(self, n: int | None = None) -> Tensor:
         """A fixed set of ``n`` (default ``eval_size``) data samples, independent of training batches."""
-        gen = torch.Generator().manual_seed(self.seed + 2**62)
+        gen = seeded(self.seed, -1)  # a stream no training batch uses
         return sample_mixture(self.modes.float(), self.std, n or self.eval_size, gen)

@@ -6,6 +6,7 @@ lines calling ``gans.game``); everything else (losses, data, optimizer, logging)
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Iterator, Literal
 
 import pytorch_lightning as pl
@@ -65,6 +66,12 @@ class TwoPlayerGAN(pl.LightningModule):
             before the parameters are touched (the last checkpoint stays as it was); ``skip``
             leaves the parameters as they are for that iteration and counts it in
             ``nonfinite/skipped``.
+        ema_half_life: keep ``generator_ema``, an exponential moving average of the generator's
+            weights whose half-life is this many training images (StyleGAN2-ADA's ``ema_kimg``
+            times 1000; 10,000 there). ``sample`` and the metric callbacks use it. None: no EMA.
+        ema_rampup: early in training, shorten the half-life to at most ``ema_rampup`` times the
+            images seen so far (StyleGAN2-ADA uses 0.05), so the average forgets the random
+            initialisation quickly. None: a constant half-life.
     """
 
     #: whether ``direction`` differentiates the field again (then xi keeps its graph)
@@ -80,6 +87,8 @@ class TwoPlayerGAN(pl.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_d: float | None = None,
         on_nonfinite: Literal["stop", "skip"] = "stop",
+        ema_half_life: float | None = None,
+        ema_rampup: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=_hparams_to_ignore("generator", "discriminator", "optimizer"))
@@ -91,6 +100,10 @@ class TwoPlayerGAN(pl.LightningModule):
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         self.on_nonfinite, self.skipped = on_nonfinite, 0
+        if ema_half_life is not None and ema_half_life <= 0:
+            raise ValueError(f"ema_half_life must be a positive number of images (or None for no EMA), got {ema_half_life}")
+        self.ema_half_life, self.ema_rampup = ema_half_life, ema_rampup
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval() if ema_half_life else None
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -159,15 +172,41 @@ class TwoPlayerGAN(pl.LightningModule):
             update = self.direction(xi_g, xi_d, self.params_g, self.params_d)
         return update.g, update.d
 
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator that samples and metrics use: the EMA generator when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n generated samples, with the generator in eval mode."""
-        was_training = self.generator.training
-        self.generator.eval()
+    def generate(self, z: Tensor) -> Tensor:
+        """G(z) with the sampling generator in eval mode (BatchNorm uses its running statistics)."""
+        net = self.sampling_generator
+        was_training = net.training
+        net.eval()
         try:
-            return self.generator(self.sample_latent(n, generator))
+            return net(z.to(self.device))
         finally:
-            self.generator.train(was_training)
+            net.train(was_training)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n generated samples from the sampling generator in eval mode."""
+        return self.generate(self.sample_latent(n, generator))
+
+    @torch.no_grad()
+    def update_ema(self, num_images: int) -> None:
+        """Move ``generator_ema`` towards the generator after an iteration that saw ``num_images``
+        training images: w_ema <- beta w_ema + (1 - beta) w with beta = 0.5 ** (num_images / half_life).
+        Buffers (BatchNorm statistics) are copied."""
+        if self.generator_ema is None:
+            return
+        half_life = self.ema_half_life
+        if self.ema_rampup is not None:
+            half_life = min(half_life, max(self.global_step * num_images * self.ema_rampup, 1e-8))
+        beta = 0.5 ** (num_images / half_life)
+        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            p_ema.lerp_(p.detach(), 1 - beta)
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
 
     # -- Lightning -----------------------------------------------------------------------------
 
@@ -226,6 +265,9 @@ class TwoPlayerGAN(pl.LightningModule):
                 p.grad = g
         (opt if counted else opt.optimizer).step()
         opt.zero_grad(set_to_none=True)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.update_ema(self._real(batch).shape[0] * rank_and_world()[1])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The latent codes come from the global generator: its state makes a resumed run draw the

@@ -2,8 +2,9 @@
 
     python -m gans.sample runs/jare/version_0/checkpoints/last.ckpt --num 2500 --out samples
 
-writes ``samples.pt`` (the tensor) and, for 2-D data, ``samples.png`` (a scatter plot over the
-training data's modes, with the coverage metrics when the checkpoint's data module is a mixture).
+writes ``samples.pt`` (the tensor) and ``samples.png``: for images a grid, for 2-D data a scatter
+plot over the training data's modes (with the coverage metrics when the checkpoint's data module
+is a mixture). Models with a generator EMA sample from it.
 """
 from __future__ import annotations
 
@@ -63,7 +64,13 @@ def main(argv: list[str] | None = None) -> Path:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(samples, args.out.with_suffix(".pt"))
     print(f"{args.num} samples of shape {tuple(samples.shape[1:])} -> {args.out.with_suffix('.pt')}")
-    if samples.ndim == 2 and samples.shape[1] == 2:
+    if samples.ndim == 4:
+        from callbacks.image_grid import image_grid
+        from torchvision.utils import save_image
+
+        save_image(image_grid(samples, nrow=max(1, round(args.num ** 0.5))), args.out.with_suffix(".png"))
+        print(f"image grid -> {args.out.with_suffix('.png')}")
+    elif samples.ndim == 2 and samples.shape[1] == 2:
         from callbacks.mixture_metrics import mixture_metrics, scatter_figure
 
         data = load_datamodule(args.checkpoint)

@@ -43,6 +43,14 @@ def test_processes_slice_the_global_batch():
         assert torch.equal(torch.cat([h.batch(i) for h in halves]), whole.batch(i))
 
 
+def test_seeds_give_distinct_streams_and_a_separate_evaluation_set():
+    batches = {seed: MixtureOfGaussians(seed=seed, batches_per_epoch=2).train_dataloader().dataset for seed in (0, 1)}
+    assert not torch.equal(batches[0].batch(0), batches[1].batch(0))
+    assert not torch.equal(batches[0].batch(0), batches[0].batch(1))
+    eval_set = MixtureOfGaussians(seed=0, batch_size=256).eval_samples(256)
+    assert not any(torch.equal(eval_set, batches[0].batch(i)[:256]) for i in range(2))
+
+
 def test_datamodule_errors():
     with pytest.raises(ValueError, match="unknown kind 'spiral'"):
         MixtureOfGaussians(kind="spiral")

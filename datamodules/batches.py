@@ -1,0 +1,74 @@
+"""Training batches indexed by the iteration: exact resume and exact multi-process training.
+
+Batch ``i`` of a run is a pure function of (seed, i). Every process builds the *global* batch of
+``world * batch_size`` samples and keeps its slice, so W processes with batch B train on exactly
+the data one process with batch W * B would; and a run resumed at iteration ``i`` continues with
+the very batch the interrupted run would have drawn next. Lightning's samplers offer neither
+(a resumed epoch restarts, ``DistributedSampler`` splits by sample, not by global batch).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, IterableDataset, default_collate, get_worker_info
+
+
+def seeded(*key: int) -> torch.Generator:
+    """A generator for the stream named by integers, e.g. (seed, batch index): distinct streams for
+    distinct keys. (A CPU generator keeps only 32 bits of its seed, so the key is hashed into 32
+    bits rather than packed into a wide integer.)"""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([k % 2**63 for k in key]).generate_state(1)[0]))
+
+
+class IndexedBatches(IterableDataset):
+    """Yields ``batch(i)`` for i from ``position()`` (the trainer's iteration count: one batch per
+    iteration) to the end of its epoch of ``length`` batches. With DataLoader workers, worker k
+    yields batches k, k + n, ...; the DataLoader's round-robin then restores the order.
+    Subclasses define ``batch``."""
+
+    def __init__(self, length: int, rank: int = 0, world: int = 1, position: Callable[[], int] = lambda: 0):
+        if length < 1:
+            raise ValueError(f"an epoch must hold at least one batch, got length {length}")
+        self.length, self.rank, self.world, self.position = length, rank, world, position
+
+    def batch(self, index: int):
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator:
+        start = self.position()
+        worker = get_worker_info()
+        k, n = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        return (self.batch(i) for i in range(start + k, (start // self.length + 1) * self.length, n))
+
+
+class ShuffledBatches(IndexedBatches):
+    """Batches of a map-style data set without replacement: epoch e visits the samples in the
+    order of a permutation seeded by (seed, e); the last incomplete global batch is dropped."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1,
+                 position: Callable[[], int] = lambda: 0):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        global_batch = batch_size * world
+        if len(dataset) < global_batch:
+            raise ValueError(f"the data set has {len(dataset)} samples, fewer than one global batch of {global_batch} "
+                             f"(batch_size {batch_size} x {world} processes); lower batch_size")
+        super().__init__(len(dataset) // global_batch, rank, world, position)
+        self._perm: tuple[int, Tensor] | None = None
+
+    def permutation(self, epoch: int) -> Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, torch.randperm(len(self.dataset), generator=seeded(self.seed, epoch)))
+        return self._perm[1]
+
+    def batch(self, index: int):
+        epoch, j = divmod(index, self.length)
+        size = self.batch_size * self.world
+        start = j * size + self.rank * self.batch_size
+        indices = self.permutation(epoch)[start:start + self.batch_size].tolist()
+        return default_collate([self.dataset[i] for i in indices])
