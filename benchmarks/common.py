@@ -13,6 +13,16 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def quiet() -> None:
+    """Keep the tables readable: Lightning's start-up banners and known warnings off."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:
     """Median wall time of ``fn`` in seconds over ``repeats`` calls."""
     times = []

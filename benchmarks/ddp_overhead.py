@@ -16,9 +16,7 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,24 +28,19 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import RESULTS, quiet, timed, write_results  # noqa: E402
 from gans import JARE, SGA, ConOpt, Vanilla  # noqa: E402
 from gans.distributed import mean_across_processes  # noqa: E402
 from gans.networks import MLPDiscriminator, MLPGenerator  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 #: all-reduced payload of one iteration, in units of the parameter count (see gans/game.py)
 PAYLOAD = {"vanilla": [1], "conopt": [1, 1], "jare": [1, 1], "sga": [1, 2]}
 CLASSES = {"vanilla": Vanilla, "conopt": ConOpt, "jare": JARE, "sga": SGA}
 
 
 def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    fn()  # warm-up
+    return 1000 * timed(fn, repeats)
 
 
 class StockVanilla(nn.Module):
@@ -110,12 +103,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
+    quiet()
     width, batch, repeats = (8, 16, 3) if args.smoke else (128, 64, 30)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ddp_overhead{'_smoke' if args.smoke else ''}.json"
+    out = RESULTS / f"ddp_overhead_workers{'_smoke' if args.smoke else ''}.json"
     mp.start_processes(_worker, args=(2, port, width, batch, repeats, str(out)), nprocs=2, start_method="spawn")
     rows = json.loads(out.read_text())
     print(f"{'model':18s} {'params':>8s} {'local ms':>9s} {'all-reduce ms':>14s} {'overhead':>9s}")
@@ -124,9 +118,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     stock = rows[-1]
     print(f"{stock['model']:18s} {stock['params']:8d} {stock['local_ms']:9.2f} (backward with DDP hooks, both players)")
     print(f"exact vanilla iteration / stock DDP iteration: {stock['exact_over_stock']:.2f}")
-    meta = {"torch": torch.__version__, "processes": 2, "threads_per_process": 1, "batch_per_process": batch,
-            "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke, "os_cpus": os.cpu_count()}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    out.unlink()
+    write_results("ddp_overhead", rows, args.smoke, processes=2, threads_per_process=1, batch_per_process=batch,
+                  os_cpus=os.cpu_count())
     return rows
 
 

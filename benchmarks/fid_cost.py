@@ -19,18 +19,19 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import pytorch_lightning as pl
 import scipy.linalg
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import timed, write_results  # noqa: E402
+from benchmarks.common import quiet, timed, write_results  # noqa: E402
+from benchmarks.step_cost import StepTimer, block_median  # noqa: E402
 from callbacks.features import InceptionFeatures, train_classifier  # noqa: E402
 from callbacks.fid import FID  # noqa: E402
 from datamodules import Digits  # noqa: E402
 from gans import JARE, Vanilla  # noqa: E402
 from gans.networks import DCGANDiscriminator, DCGANGenerator  # noqa: E402
-from tests.helpers import quiet_trainer  # noqa: E402
 
 
 def random_inception(folder: Path) -> InceptionFeatures:
@@ -61,6 +62,23 @@ def extraction_rows(device: str, n: int, folder: Path, inception: bool) -> list[
     return rows
 
 
+def reference_rows(folder: Path) -> list[dict]:
+    """The digits preset's Frechet distance between two random halves of the real data: the floor
+    a perfect generator would reach at that sample size."""
+    from torchmetrics.image.fid import _compute_fid
+
+    data = Digits()
+    fid = FID(feature_extractor="classifier", cache_dir=str(folder), progress=False)
+    net = fid.build_extractor(data)
+    with torch.no_grad():
+        feats = torch.cat([net(torch.stack([data.dataset[i][0] for i in range(k, min(k + 500, len(data.dataset)))]))
+                           for k in range(0, len(data.dataset), 500)]).double()
+    halves = feats[torch.randperm(len(feats), generator=torch.Generator().manual_seed(0))].chunk(2)
+    stats = [(h.mean(0), torch.cov(h.T)) for h in halves]
+    value = float(_compute_fid(stats[0][0], stats[0][1], stats[1][0], stats[1][1]))
+    return [{"case": "digits, real vs real (two random halves), classifier features", "seconds": 0.0, "value": value}]
+
+
 def dcgan(cls, width: int):
     torch.manual_seed(0)
     return cls(DCGANGenerator(64, 1, 32, width), DCGANDiscriminator(1, 32, width), latent_dim=64, loss="ns",
@@ -77,7 +95,9 @@ def callback_rows(num_samples: int, every: int, iterations: int, width: int, fol
         fid = FID(num_samples=num_samples, feature_extractor="classifier", cache_dir=str(folder), progress=False)
         fid.score(model, data)  # trains the classifier, caches the real statistics
         per_eval = timed(lambda: fid.score(model, data), repeats=3)
-        per_it = timed(lambda: quiet_trainer(iterations).fit(model, datamodule=data)) / iterations
+        pl.Trainer(max_steps=iterations + 1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, accelerator="cpu", callbacks=[StepTimer()]).fit(model, datamodule=data)
+        per_it = block_median(StepTimer.stamps, 0, 1, iterations)
         rows.append({"case": f"FID callback, {num_samples} samples, {cls.__name__} DCGAN width {width}",
                      "seconds": per_eval, "train_s_per_iteration": per_it, "every": every,
                      "share": per_eval / (every * per_it + per_eval)})
@@ -113,22 +133,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--device", default="cpu", help="where the extractors run (cpu, cuda)")
     args = parser.parse_args(argv)
+    quiet()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.smoke:
             rows = (extraction_rows(args.device, 20, folder, inception=False) + callback_rows(100, 500, 3, 4, folder)
-                    + frechet_rows(64, 200))
+                    + reference_rows(folder) + frechet_rows(64, 200))
         else:
             rows = (extraction_rows(args.device, 500, folder, inception=True)
-                    + callback_rows(1797, 500, 30, 32, folder) + frechet_rows(2048, 5000))
+                    + callback_rows(1797, 500, 30, 32, folder) + reference_rows(folder) + frechet_rows(2048, 5000))
     print(f"{'case':75s} {'seconds':>9s}  notes")
     for r in rows:
         notes = (f"{r['images_per_s']:.0f} images/s" if "images_per_s" in r else
                  f"{100 * r['share']:.1f}% of training every {r['every']} its "
                  f"({1000 * r['train_s_per_iteration']:.0f} ms/it)" if "share" in r else f"value {r['value']:.6f}")
         print(f"{r['case']:75s} {r['seconds']:9.3f}  {notes}")
-    write_results("fid_cost", rows, args.smoke, device=args.device)
+    write_results("fid_cost" if args.device == "cpu" else f"fid_cost_{args.device.split(':')[0]}", rows, args.smoke,
+                  device=args.device)
     return rows
 
 

@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import timed, write_results  # noqa: E402
+from benchmarks.common import quiet, timed, write_results  # noqa: E402
 from callbacks.spectrum import compute_spectrum  # noqa: E402
 from datamodules import MixtureOfGaussians  # noqa: E402
 from gans import JARE  # noqa: E402
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     args = parser.parse_args(argv)
+    quiet()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.smoke:
         rows = full_spectrum_rows([4, 8], latent_dim=4) + topk_rows(8, 2, 4, 32) + overhead_rows(8, 20, 10, 4, 32)

@@ -39,10 +39,13 @@ def history_figure(history: list[dict]) -> Figure:
     fig = Figure(figsize=(9, 3.2), dpi=100)
     for i, key in enumerate(("phase_factor", "condition_number")):
         ax = fig.add_subplot(1, 2, i + 1)
+        positive = False
         for name in sorted({r["field"] for r in history}):
             rows = [r for r in history if r["field"] == name and np.isfinite(r[key])]
             ax.plot([r["iteration"] for r in rows], [r[key] for r in rows], marker="o", label=name)
-        ax.set_yscale("log")
+            positive |= any(r[key] > 0 for r in rows)
+        if positive:  # a phase factor of 0 everywhere (real spectrum) has no log scale
+            ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)

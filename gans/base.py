@@ -104,6 +104,7 @@ class TwoPlayerGAN(pl.LightningModule):
             raise ValueError(f"ema_half_life must be a positive number of images (or None for no EMA), got {ema_half_life}")
         self.ema_half_life, self.ema_rampup = ema_half_life, ema_rampup
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval() if ema_half_life else None
+        self._images_per_iteration = 0
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -265,9 +266,11 @@ class TwoPlayerGAN(pl.LightningModule):
                 p.grad = g
         (opt if counted else opt.optimizer).step()
         opt.zero_grad(set_to_none=True)
+        if counted:  # the iteration is complete: callbacks that sample after it see the updated EMA
+            self.update_ema(self._images_per_iteration)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self.update_ema(self._real(batch).shape[0] * rank_and_world()[1])
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._images_per_iteration = self._real(batch).shape[0] * rank_and_world()[1]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The latent codes come from the global generator: its state makes a resumed run draw the

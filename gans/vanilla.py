@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from torch import Tensor
 
 from gans import game
 from gans.base import TwoPlayerGAN

@@ -1,25 +1,78 @@
-"""The benchmark scripts run in their smoke mode, so they cannot rot."""
+"""Every benchmark script runs in its smoke mode (through benchmarks/run_all.py), so none can rot;
+and the eager baseline the step cost is measured against computes the same training as our path."""
 import json
 
-from benchmarks import ddp_overhead, fid_cost, spectrum_cost
+import pytest
+import torch
+
+from benchmarks import run_all
 from benchmarks.common import RESULTS
+from benchmarks.eager_baseline import EagerGame
+from datamodules import MixtureOfGaussians
+from gans import JARE, SGA, ConOpt, Vanilla
+from gans.optim import RMSpropTF
+from tests.helpers import mlp_gan, quiet_trainer
 
 
-def test_spectrum_cost_smoke():
-    rows = spectrum_cost.main(["--smoke"])
-    assert rows and all(r["seconds"] >= 0 for r in rows)
-    assert json.loads((RESULTS / "spectrum_cost_smoke.json").read_text())["meta"]["smoke"]
+@pytest.fixture(scope="module")
+def smoke():
+    return run_all.main(["--smoke"])
 
 
-def test_ddp_overhead_smoke():
-    rows = ddp_overhead.main(["--smoke"])
+def test_every_script_writes_its_smoke_results(smoke):
+    assert set(smoke) == set(run_all.SCRIPTS)
+    for name in run_all.SCRIPTS:
+        assert json.loads((RESULTS / f"{name}_smoke.json").read_text())["meta"]["smoke"]
+
+
+def test_spectrum_and_ddp_rows(smoke):
+    assert smoke["spectrum_cost"] and all(r["seconds"] >= 0 for r in smoke["spectrum_cost"])
+    rows = smoke["ddp_overhead"]
     assert [r["model"] for r in rows] == ["vanilla", "conopt", "jare", "sga", "vanilla, stock DDP"]
     assert all(r["allreduce_ms"] > 0 and r["local_ms"] > 0 for r in rows[:-1])
-    assert rows[-1]["local_ms"] > 0 and rows[-1]["exact_over_stock"] > 0
 
 
-def test_fid_cost_smoke():
-    rows = fid_cost.main(["--smoke"])
+def test_fid_cost_rows(smoke):
+    rows = smoke["fid_cost"]
     frechet = [r for r in rows if r["case"].startswith("Frechet")]
     assert frechet[0]["value"] > 0 and abs(frechet[0]["value"] - frechet[1]["value"]) < 1e-6 * frechet[1]["value"]
     assert all(0 < r["share"] < 1 for r in rows if "share" in r)
+
+
+def test_step_cost_rows(smoke):
+    rows = smoke["step_cost"]
+    assert {r["method"] for r in rows} == {"simgd", "altgd", "conopt", "jare", "sga"}
+    assert all(r["baseline_ms"] > 0 and r["ours_ms"] > 0 for r in rows)
+    assert all(r["ours_over_simgd"] == 1.0 for r in rows if r["method"] == "simgd")
+
+
+def test_dirac_study_rows(smoke):
+    assert [r["method"] for r in smoke["dirac_study"]][:2] == ["simultaneous GD", "alternating GD"]
+    assert all(r["theory_error"] < 1e-8 for r in smoke["dirac_study"])
+
+
+def test_convergence_rows(smoke):
+    table = smoke["convergence"]["table"]
+    assert {(t["data"], t["method"]) for t in table} == {(d, m) for d in ("ring", "grid")
+                                                          for m in ("simgd", "altgd", "conopt", "jare", "sga")}
+    assert [r["method"] for r in smoke["convergence"]["spectra"]] == ["simgd", "jare"]
+
+
+@pytest.mark.parametrize("method,cls,kw", [("simgd", Vanilla, {}), ("conopt", ConOpt, {"gamma": 10.0}),
+                                           ("jare", JARE, {"gamma": 10.0}), ("sga", SGA, {"lam": 1.0})])
+def test_the_eager_baseline_trains_like_our_path(method, cls, kw):
+    """Same networks, data, latent codes and optimizer: the same parameters after a few iterations."""
+    model = mlp_gan(cls, loss="zero_sum", optimizer=lambda p: RMSpropTF(p, lr=1e-2), **kw)
+    g, d = mlp_gan(cls, **kw).generator, mlp_gan(cls, **kw).discriminator   # the same initial weights
+    game = EagerGame(g, d, lambda p: RMSpropTF(p, lr=1e-2), method=method, loss="zero_sum", **kw)
+    data = MixtureOfGaussians(batch_size=16, batches_per_epoch=100)
+    torch.manual_seed(3)
+    quiet_trainer(4).fit(model, datamodule=data)
+    torch.manual_seed(3)
+    model.sample_latent(4)  # the dry batch our path draws before training (TwoPlayerGAN.check_networks)
+    batches = data.train_dataloader().dataset
+    for i in range(4):
+        game.step(batches.batch(i).double(), model.sample_latent(16))
+    for ours, theirs in zip([*model.generator.parameters(), *model.discriminator.parameters()],
+                            [*g.parameters(), *d.parameters()]):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)

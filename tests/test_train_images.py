@@ -90,3 +90,23 @@ def test_a_generator_of_the_wrong_image_size_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"returns samples of shape \(1, 64, 64\) but the data has samples of "
                                          r"shape \(1, 32, 32\)"):
         digits(tmp_path, "vanilla", "--model.generator.init_args.resolution", "64", "--trainer.max_steps", "1")
+
+
+def test_digits_on_two_processes_logs_one_fid(tmp_path):
+    """train.py with FID and image grids on 2 CPU processes: the classifier is trained once, every
+    rank joins the FID's collectives (no hang), rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(train.CONFIGS.parent / "train.py"), "--model", "jare", "--data", "digits", *SMALL,
+           *CALLBACKS, "--trainer.strategy", "game_ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.max_steps", "10", "--trainer.logger.init_args.save_dir", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_DYNAMICS_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Done: FID") == 1
+    folder = tmp_path / "jare_digits" / "version_0"
+    records = [json.loads(line) for line in (folder / "fid.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [10] and records[0]["num_samples"] == 200
+    assert len(list((tmp_path / "cache").glob("classifier-*.pt"))) == 1

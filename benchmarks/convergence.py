@@ -1,0 +1,157 @@
+"""Convergence study on the mixtures: every method on the ring (8 modes) and the grid (25 modes) for
+several seeds, modes covered and high-quality samples against iterations; and the phase and
+conditioning factors of the update Jacobian over training, vanilla against JARE on the ring.
+
+Every run goes through ``train.py`` with the default configs (``configs/<model>.yaml``: 4 x 128
+MLPs, TF RMSProp lr 1e-3, batch 128; zero-sum loss except SGA's non-saturating one), the grid with
+``--data.kind grid`` (spacing 2, std 0.05).
+
+    python benchmarks/convergence.py                    # docs/figures/convergence.png, spectra_over_training.png
+    python benchmarks/convergence.py --seeds 0 1 --iterations 5000
+    python benchmarks/convergence.py --smoke            # tiny (CI)
+
+Prints a table and writes benchmarks/results/convergence.json.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import quiet, write_results  # noqa: E402
+
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+METHODS = {"simgd": ("vanilla", []), "altgd": ("vanilla", ["--model.update", "alternating"]),
+           "conopt": ("conopt", []), "jare": ("jare", []), "sga": ("sga", [])}
+DATA = {"ring": [], "grid": ["--data.init_args.kind", "grid", "--data.init_args.std", "0.05"]}
+NUM_MODES = {"ring": 8, "grid": 25}
+
+
+def train_run(method: str, data: str, seed: int, iterations: int, every: int, folder: str, extra: list[str]):
+    import train
+
+    name, options = METHODS[method]
+    return train.main(["--model", name, *options, *DATA[data], "--seed_everything", str(seed),
+                       "--data.init_args.seed", str(seed), "--trainer.max_steps", str(iterations),
+                       "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                       "--trainer.logger.init_args.save_dir", folder,
+                       "--trainer.logger.init_args.name", f"{method}_{data}_{seed}",
+                       "--trainer.callbacks=[]", "--trainer.callbacks+=callbacks.MixtureMetrics",
+                       "--trainer.callbacks.every_n_steps", str(every), "--trainer.callbacks.plot", "false", *extra])
+
+
+def history(trainer, callback: str) -> list[dict]:
+    return next(cb.history for cb in trainer.callbacks if type(cb).__name__ == callback)
+
+
+def convergence_rows(seeds: list[int], iterations: int, every: int, folder: str, width: list[str]) -> list[dict]:
+    rows = []
+    for data in DATA:
+        for method in METHODS:
+            for seed in seeds:
+                trainer = train_run(method, data, seed, iterations, every, folder, width)
+                rows.append({"data": data, "method": method, "seed": seed,
+                             "history": history(trainer, "MixtureMetrics")})
+    return rows
+
+
+def spectra_rows(iterations: int, every: int, folder: str, width: list[str]) -> list[dict]:
+    rows = []
+    for method in ("simgd", "jare"):
+        trainer = train_run(method, "ring", 0, iterations, iterations, folder,
+                            [*width, "--trainer.callbacks+=callbacks.JacobianSpectrum", "--trainer.callbacks.every_n_steps",
+                             str(every), "--trainer.callbacks.k", "6", "--trainer.callbacks.batch_size", "64",
+                             "--trainer.callbacks.field", "update"])
+        rows.append({"method": method, "history": history(trainer, "JacobianSpectrum")})
+    return rows
+
+
+def convergence_figure(rows: list[dict]) -> Figure:
+    fig = Figure(figsize=(11, 7), dpi=100)
+    for i, data in enumerate(DATA):
+        for j, (key, label, top) in enumerate((("modes_covered", "modes covered", NUM_MODES[data]),
+                                               ("high_quality", "high-quality samples (%)", 100))):
+            ax = fig.add_subplot(2, 2, 2 * i + j + 1)
+            for method in METHODS:
+                runs = [r["history"] for r in rows if r["data"] == data and r["method"] == method]
+                its = [h["iteration"] for h in runs[0]]
+                values = np.array([[h[key] for h in run] for run in runs], dtype=float)
+                line, = ax.plot(its, values.mean(0), marker="o", ms=3, label=method)
+                ax.fill_between(its, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
+            ax.set_ylim(0, top * 1.05)
+            ax.set_title(f"{data}: {label} (mean, min-max over {len(runs)} seeds)", fontsize=9)
+            ax.set_xlabel("iteration")
+            ax.grid(alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def spectra_figure(rows: list[dict]) -> Figure:
+    fig = Figure(figsize=(10, 3.5), dpi=100)
+    for j, (key, label) in enumerate((("phase_factor", "phase factor max |Im|/|Re|"),
+                                      ("condition_number", "condition number (top-k lower bound)"))):
+        ax = fig.add_subplot(1, 2, j + 1)
+        for row in rows:
+            h = [r for r in row["history"] if np.isfinite(r[key])]
+            ax.semilogy([r["iteration"] for r in h], [r[key] for r in h], marker="o", ms=3, label=row["method"])
+        ax.set_xlabel("iteration")
+        ax.set_title(f"ring, update Jacobian: {label}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    table = []
+    for data in DATA:
+        for method in METHODS:
+            finals = [r["history"][-1] for r in rows if r["data"] == data and r["method"] == method]
+            table.append({"data": data, "method": method, "modes": [f["modes_covered"] for f in finals],
+                          "high_quality_mean": statistics.mean(f["high_quality"] for f in finals)})
+    return table
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny networks, a few iterations (CI)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--iterations", type=int, default=10000)
+    parser.add_argument("--every", type=int, default=1000, help="evaluation cadence")
+    args = parser.parse_args(argv)
+    quiet()
+    width = []
+    if args.smoke:
+        args.seeds, args.iterations, args.every = [0], 4, 2
+        width = ["--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8"]
+    with tempfile.TemporaryDirectory() as folder:
+        rows = convergence_rows(args.seeds, args.iterations, args.every, folder, width)
+        spectra = spectra_rows(args.iterations, args.every, folder, width)
+    table = summary(rows)
+    print(f"{'data':5s} {'method':7s} {'modes covered per seed':>24s} {'high quality':>13s}")
+    for t in table:
+        print(f"{t['data']:5s} {t['method']:7s} {str(t['modes']):>24s} {t['high_quality_mean']:12.1f}%")
+    for row in spectra:
+        last = row["history"][-1]
+        print(f"ring {row['method']}: phase factor {last['phase_factor']:.3g}, condition number "
+              f"{last['condition_number']:.3g} at iteration {last['iteration']}")
+    if not args.smoke:
+        FIGURES.mkdir(parents=True, exist_ok=True)
+        convergence_figure(rows).savefig(FIGURES / "convergence.png")
+        spectra_figure(spectra).savefig(FIGURES / "spectra_over_training.png")
+    write_results("convergence", [*table, *({"spectra": r["method"], "history": r["history"]} for r in spectra)],
+                  args.smoke, seeds=args.seeds, iterations=args.iterations)
+    return {"table": table, "runs": rows, "spectra": spectra}
+
+
+if __name__ == "__main__":
+    main()

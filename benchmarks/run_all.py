@@ -1,0 +1,40 @@
+"""Regenerate every benchmark that fits on a CPU: the results in benchmarks/results/ and the figures
+in docs/figures/ quoted by docs/benchmarks.md (under an hour on 2 cores).
+
+    python benchmarks/run_all.py            # everything
+    python benchmarks/run_all.py --smoke    # every script at tiny sizes (CI: a few minutes)
+
+GPU-sized cases: benchmarks/gpu_check.sh.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import convergence, ddp_overhead, dirac_study, fid_cost, spectrum_cost, step_cost  # noqa: E402
+
+SCRIPTS = {"dirac_study": dirac_study, "step_cost": step_cost, "fid_cost": fid_cost, "spectrum_cost": spectrum_cost,
+           "ddp_overhead": ddp_overhead, "convergence": convergence}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="every script at tiny sizes (CI)")
+    parser.add_argument("--only", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
+    args = parser.parse_args(argv)
+    results, seconds = {}, {}
+    for name in args.only:
+        print(f"\n== {name} ==", flush=True)
+        start = time.perf_counter()
+        results[name] = SCRIPTS[name].main(["--smoke"] if args.smoke else [])
+        seconds[name] = time.perf_counter() - start
+    print("\n" + "  ".join(f"{name} {s:.0f} s" for name, s in seconds.items()))
+    return results
+
+
+if __name__ == "__main__":
+    main()

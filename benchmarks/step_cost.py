@@ -1,0 +1,188 @@
+"""Time per iteration of each method, through ``train.py`` (Lightning, the default logging cadence)
+and through the straightforward eager loop of ``benchmarks/eager_baseline.py``, side by side in one
+run, on the ring MLPs of the JARE paper (4 x 256, batch 128) and of the ConOpt paper (4 x 16,
+batch 512) and on the 32x32 DCGAN (batch 64).
+
+    python benchmarks/step_cost.py                    # the table of docs/benchmarks.md (about 10 minutes)
+    python benchmarks/step_cost.py --sizes ring256    # one size
+    python benchmarks/step_cost.py --smoke            # tiny sizes, seconds (CI)
+    python benchmarks/step_cost.py --device cuda --sizes dcgan   # on a GPU (benchmarks/gpu_check.sh)
+
+Each time is the median over ``--repeats`` blocks of ``--iterations`` iterations after a warm-up.
+Prints the table (baseline ms, ours ms, ours / baseline, ours / our simultaneous GD) and writes
+benchmarks/results/step_cost.json.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import quiet, write_results  # noqa: E402
+from benchmarks.eager_baseline import EagerGame  # noqa: E402
+from datamodules import Digits, MixtureOfGaussians  # noqa: E402
+from gans.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator  # noqa: E402
+from gans.optim import RMSpropTF  # noqa: E402
+
+#: (model config, its options) per method; the weights are the papers' (JARE's ring: gamma 1000)
+METHODS = {
+    "simgd": ("vanilla", []),
+    "altgd": ("vanilla", ["--model.update", "alternating"]),
+    "conopt": ("conopt", ["--model.gamma", "10"]),
+    "jare": ("jare", ["--model.gamma", "1000"]),
+    "sga": ("sga", ["--model.lam", "1"]),
+}
+WEIGHTS = {"conopt": {"gamma": 10.0}, "jare": {"gamma": 1000.0}, "sga": {"lam": 1.0}}
+SIZES = {
+    "ring256": {"label": "ring, 4 x 256 MLPs (JARE paper), batch 128", "width": 256, "depth": 4, "latent": 64,
+                "std": 2.0, "batch": 128},
+    "ring16": {"label": "ring, 4 x 16 MLPs (ConOpt paper), batch 512", "width": 16, "depth": 4, "latent": 16,
+               "std": 1.0, "batch": 512},
+    "dcgan": {"label": "32x32 DCGAN width 64, batch 64", "width": 64, "latent": 128, "std": 1.0, "batch": 64},
+}
+SMOKE = {"ring8": {"label": "ring, 2 x 8 MLPs, batch 16", "width": 8, "depth": 2, "latent": 4, "std": 1.0, "batch": 16},
+         "dcgan8": {"label": "32x32 DCGAN width 8, batch 8", "width": 8, "latent": 8, "std": 1.0, "batch": 8}}
+
+
+def now(device: str) -> float:
+    """The wall clock after the device has finished its queued work."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+class StepTimer(pl.Callback):
+    """Records the wall clock at the end of every training iteration."""
+
+    stamps: list[float] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        StepTimer.stamps = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        StepTimer.stamps.append(now(str(pl_module.device)))
+
+
+def block_median(stamps: list[float], warmup: int, repeats: int, iterations: int) -> float:
+    """Median over blocks of the mean seconds per iteration."""
+    blocks = [(stamps[warmup + (r + 1) * iterations] - stamps[warmup + r * iterations]) / iterations
+              for r in range(repeats)]
+    return statistics.median(blocks)
+
+
+def is_image(size: dict) -> bool:
+    return "depth" not in size
+
+
+def model_options(size: dict) -> list[str]:
+    """The networks, data and optimizer of ``size`` as train.py options (on top of a model config)."""
+    if is_image(size):
+        return ["--data", "digits", "--data.init_args.channels", "3", "--data.init_args.batch_size", str(size["batch"]),
+                "--model.generator.init_args.channels", "3", "--model.discriminator.init_args.channels", "3",
+                "--model.generator.init_args.width", str(size["width"]), "--model.generator.init_args.latent_dim",
+                str(size["latent"]), "--model.latent_dim", str(size["latent"]),
+                "--model.discriminator.init_args.width", str(size["width"]), "--model.ema_half_life", "null"]
+    return ["--model.generator.init_args.width", str(size["width"]), "--model.generator.init_args.depth",
+            str(size["depth"]), "--model.generator.init_args.latent_dim", str(size["latent"]),
+            "--model.latent_dim", str(size["latent"]), "--model.latent_std", str(size["std"]),
+            "--model.discriminator.init_args.width", str(size["width"]), "--model.discriminator.init_args.depth",
+            str(size["depth"]), "--model.loss", "zero_sum", "--model.optimizer", "gans.optim.RMSpropTF",
+            "--model.optimizer.lr", "1e-4", "--data.init_args.batch_size", str(size["batch"])]
+
+
+def ours(method: str, size: dict, steps: int, folder: str, device: str) -> list[float]:
+    import train
+
+    name, extra = METHODS[method]
+    train.main(["--model", name, *model_options(size), *extra, "--trainer.callbacks=[]",
+                "--trainer.callbacks+=benchmarks.step_cost.StepTimer", "--trainer.max_steps", str(steps),
+                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                "--trainer.logger.init_args.save_dir", folder,
+                "--trainer.accelerator", "gpu" if device.startswith("cuda") else "cpu"])
+    return StepTimer.stamps
+
+
+def players(size: dict):
+    torch.manual_seed(0)
+    if is_image(size):
+        return (DCGANGenerator(size["latent"], 3, 32, size["width"]), DCGANDiscriminator(3, 32, size["width"]))
+    return (MLPGenerator(size["latent"], 2, size["width"], size["depth"]),
+            MLPDiscriminator(2, size["width"], size["depth"]))
+
+
+def baseline(method: str, size: dict, steps: int, device: str) -> list[float]:
+    g, d = (net.to(device) for net in players(size))
+    if is_image(size):
+        optimizer = lambda groups: torch.optim.Adam(groups, lr=1e-3, betas=(0.5, 0.999))  # noqa: E731
+        data = Digits(channels=3, batch_size=size["batch"]).train_dataloader().dataset
+        loss = "ns"
+    else:
+        optimizer = lambda groups: RMSpropTF(groups, lr=1e-4)  # noqa: E731
+        data = MixtureOfGaussians(radius=2.0, std=0.06, batch_size=size["batch"], batches_per_epoch=10**6
+                                  ).train_dataloader().dataset
+        loss = "zero_sum"
+    game = EagerGame(g, d, optimizer, method=method, loss=loss, **WEIGHTS.get(method, {}))
+    stamps = []
+    for i in range(steps):
+        real = data.batch(i)
+        real = (real[0] if isinstance(real, (tuple, list)) else real).to(device)
+        z = size["std"] * torch.randn(size["batch"], size["latent"], device=device)
+        z2 = size["std"] * torch.randn(size["batch"], size["latent"], device=device) if method == "altgd" else None
+        game.step(real, z, z2)
+        stamps.append(now(device))
+    return stamps
+
+
+def measure(sizes: dict, methods: list[str], warmup: int, repeats: int, iterations: int, device: str = "cpu"
+            ) -> list[dict]:
+    steps = warmup + repeats * iterations + 1
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for key, size in sizes.items():
+            for method in methods:
+                base = block_median(baseline(method, size, steps, device), warmup, repeats, iterations)
+                mine = block_median(ours(method, size, steps, folder, device), warmup, repeats, iterations)
+                rows.append({"size": key, "label": size["label"], "method": method, "baseline_ms": 1000 * base,
+                             "ours_ms": 1000 * mine, "ours_over_baseline": mine / base})
+    for row in rows:
+        simgd = next((r for r in rows if r["size"] == row["size"] and r["method"] == "simgd"), None)
+        row["ours_over_simgd"] = row["ours_ms"] / simgd["ours_ms"] if simgd else None
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few iterations (CI)")
+    parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=sorted(SIZES))
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=40, help="iterations per timed block")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args(argv)
+    quiet()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.smoke:
+        rows = measure(SMOKE, list(METHODS), warmup=2, repeats=2, iterations=2)
+    else:
+        rows = measure({k: SIZES[k] for k in args.sizes}, args.methods, warmup=10, repeats=args.repeats,
+                       iterations=args.iterations, device=args.device)
+    print(f"{'size':46s} {'method':7s} {'baseline ms':>11s} {'ours ms':>8s} {'ours/base':>9s} {'/simgd':>7s}")
+    for r in rows:
+        rel = f"{r['ours_over_simgd']:7.2f}" if r["ours_over_simgd"] else ""
+        print(f"{r['label']:46s} {r['method']:7s} {r['baseline_ms']:11.2f} {r['ours_ms']:8.2f} "
+              f"{r['ours_over_baseline']:9.2f} {rel}")
+    write_results("step_cost" if args.device == "cpu" else f"step_cost_{args.device.split(':')[0]}", rows,
+                  args.smoke, device=args.device)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
