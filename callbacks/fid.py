@@ -32,6 +32,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm.auto import tqdm
 
 from callbacks.features import ClassifierFeatures, InceptionFeatures, module_digest, train_classifier
+from callbacks.periodic import PeriodicEvaluation
 from gans.distributed import rank_and_world
 
 
@@ -64,7 +65,7 @@ class _Precomputed(nn.Module):
         return features
 
 
-class FID(pl.Callback):
+class FID(PeriodicEvaluation):
     """Every ``every_n_steps`` iterations (and when training ends), the Frechet distance between the
     features of ``num_samples`` generated images and ``num_real`` real ones, logged as ``fid/value``
     next to ``fid/num_samples`` (FID is biased upwards at finite M: compare values at equal M only),
@@ -102,7 +103,8 @@ class FID(pl.Callback):
                              f"got {feature_extractor!r}")
         if num_samples < 2:
             raise ValueError(f"num_samples must be at least 2, got {num_samples}")
-        self.every_n_steps, self.num_samples, self.num_real = every_n_steps, num_samples, num_real or num_samples
+        super().__init__(every_n_steps)
+        self.num_samples, self.num_real = num_samples, num_real or num_samples
         self.batch_size, self.feature_extractor, self.feature_weights_path = batch_size, feature_extractor, feature_weights_path
         self.antialias, self.kid, self.kid_subsets, self.kid_subset_size = antialias, kid, kid_subsets, kid_subset_size
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
@@ -110,7 +112,6 @@ class FID(pl.Callback):
         self._show_progress = progress
         self.extractor: nn.Module | None = None
         self.features_name = feature_extractor if isinstance(feature_extractor, str) else type(feature_extractor).__name__
-        self.history: list[dict] = []
         self.real_from_cache: bool | None = None
         self.num_real_used = 0
         self._metrics: tuple[FrechetInceptionDistance, KernelInceptionDistance | None] | None = None
@@ -268,14 +269,6 @@ class FID(pl.Callback):
         record["seconds"] = time.perf_counter() - start
         return record
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
-            self.evaluate(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if not self.history or self.history[-1]["iteration"] != trainer.global_step:
-            self.evaluate(trainer, pl_module)
-
     def evaluate(self, trainer: pl.Trainer, pl_module) -> dict:
         self._show_progress = self.progress and trainer.progress_bar_callback is not None
         record = {"iteration": trainer.global_step, **self.score(pl_module, trainer.datamodule)}
@@ -309,11 +302,6 @@ class FID(pl.Callback):
         kid = f", KID {last['kid_mean']:.4f}" if "kid_mean" in last else ""
         return f"FID {last['fid']:.2f} ({last['features']} features, {last['num_samples']} samples){kid}"
 
-    def state_dict(self) -> dict:
-        return {"history": self.history}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.history = list(state_dict.get("history", []))
 
 
 def fid_curve(history: list[dict]) -> Figure:

@@ -10,6 +10,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from callbacks.periodic import PeriodicEvaluation
+
 
 def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
     """A (C, H', W') grid in [0, 1] of images in [-1, 1]."""
@@ -17,7 +19,7 @@ def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
                      pad_value=1.0)
 
 
-class ImageGrid(pl.Callback):
+class ImageGrid(PeriodicEvaluation):
     """Every ``every_n_steps`` iterations (and when training ends) a grid of ``num_samples``
     images generated from a fixed z (the EMA generator when enabled), to the loggers (TensorBoard
     ``samples/generated``) and to ``plots/samples_<iteration>.png`` in the run folder; at the
@@ -26,8 +28,8 @@ class ImageGrid(pl.Callback):
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 64, nrow: int = 8, seed: int = 0,
                  real: bool = True):
-        self.every_n_steps, self.num_samples, self.nrow, self.seed, self.real = every_n_steps, num_samples, nrow, seed, real
-        self.last_iteration: int | None = None
+        super().__init__(every_n_steps)
+        self.num_samples, self.nrow, self.seed, self.real = num_samples, nrow, seed, real
 
     def on_train_start(self, trainer, pl_module) -> None:
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
@@ -38,16 +40,9 @@ class ImageGrid(pl.Callback):
             images = torch.stack([x[0] if isinstance(x, (tuple, list)) else x for x in items])
             self._write(trainer, run_dir, image_grid(images, self.nrow), "real", "samples/real", trainer.global_step)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
-            self.draw(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.last_iteration != trainer.global_step:
-            self.draw(trainer, pl_module)
-
-    def draw(self, trainer: pl.Trainer, pl_module) -> Tensor:
-        it = self.last_iteration = trainer.global_step
+    def evaluate(self, trainer: pl.Trainer, pl_module) -> Tensor:
+        it = trainer.global_step
+        self.history.append({"iteration": it})
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         grid = image_grid(pl_module.sample(self.num_samples, torch.Generator().manual_seed(self.seed)), self.nrow)
         if trainer.is_global_zero:

@@ -16,6 +16,8 @@ from matplotlib.patches import Circle
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 
+from callbacks.periodic import PeriodicEvaluation
+
 
 def mixture_metrics(samples: Tensor, modes: Tensor, std: float, threshold: float = 3.0) -> dict[str, float]:
     """Coverage metrics of ``samples`` (N, dim) against the mixture with centres ``modes`` (K, dim).
@@ -76,7 +78,7 @@ def curves_figure(history: list[dict], num_modes: int) -> Figure:
     return fig
 
 
-class MixtureMetrics(pl.Callback):
+class MixtureMetrics(PeriodicEvaluation):
     """Every ``every_n_steps`` iterations (and at the end of training), draw ``num_samples`` from the
     generator with a fixed z, log the coverage metrics under ``mixture/``, and log a scatter plot of
     the samples over the true modes (TensorBoard, and ``plots/mixture_<iteration>.png`` in the run
@@ -88,9 +90,8 @@ class MixtureMetrics(pl.Callback):
 
     def __init__(self, every_n_steps: int = 500, num_samples: int = 2500, threshold: float = 3.0,
                  plot: bool = True, seed: int = 1234):
-        self.every_n_steps, self.num_samples, self.threshold = every_n_steps, num_samples, threshold
-        self.plot, self.seed = plot, seed
-        self.history: list[dict] = []
+        super().__init__(every_n_steps)
+        self.num_samples, self.threshold, self.plot, self.seed = num_samples, threshold, plot, seed
         self._num_modes = 0
 
     @property
@@ -104,14 +105,6 @@ class MixtureMetrics(pl.Callback):
         last = self.history[-1]
         return (f"modes covered {last['modes_covered']}/{self._num_modes}, high quality {last['high_quality']:.1f}%, "
                 f"KL to uniform {last['kl_uniform']:.3f}")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
-            self.evaluate(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if not self.history or self.history[-1]["iteration"] != trainer.global_step:
-            self.evaluate(trainer, pl_module)
 
     def evaluate(self, trainer: pl.Trainer, pl_module) -> dict:
         data = trainer.datamodule
@@ -148,11 +141,6 @@ class MixtureMetrics(pl.Callback):
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure("mixture/samples", fig, global_step=it)
 
-    def state_dict(self) -> dict:
-        return {"history": self.history}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.history = list(state_dict.get("history", []))
 
 
 __all__ = ["MixtureMetrics", "mixture_metrics", "scatter_figure"]

@@ -48,7 +48,28 @@ class _TorchvisionImages(ImageDataModule):
         return [str(self.root.absolute()), self.split_name(), *(self.raw_image(i) for i in picks)]
 
 
-class CIFAR10(_TorchvisionImages):
+class _InMemorySplit(_TorchvisionImages):
+    """CIFAR-10 and MNIST: a train/test split of 10 classes, held in memory as uint8."""
+
+    def __init__(self, root: str, resolution: int, channels: int, train: bool, download: bool, batch_size: int,
+                 num_workers: int, seed: int):
+        check_shape_args(resolution, channels)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.root, self.resolution, self.channels = Path(root).expanduser(), resolution, channels
+        self.train, self.download = train, download
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+    def split_name(self) -> str:
+        return "train" if self.train else "test"
+
+    def raw_image(self, index: int) -> bytes:
+        return tensor_bytes(self.dataset.images[index])
+
+
+class CIFAR10(_InMemorySplit):
     """torchvision's CIFAR-10 (50,000 training or 10,000 test 32x32 RGB images, 10 classes), held
     in memory as uint8 and converted per item.
 
@@ -62,14 +83,7 @@ class CIFAR10(_TorchvisionImages):
 
     def __init__(self, root: str = "data", resolution: int = 32, channels: Literal[1, 3] = 3, train: bool = True,
                  download: bool = False, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
-        check_shape_args(resolution, channels)
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        self.root, self.resolution, self.channels = Path(root).expanduser(), resolution, channels
-        self.train, self.download = train, download
-
-    @property
-    def num_classes(self) -> int:
-        return 10
+        super().__init__(root, resolution, channels, train, download, batch_size, num_workers, seed)
 
     def missing_message(self) -> str:
         from torchvision.datasets import CIFAR10 as TV
@@ -79,9 +93,6 @@ class CIFAR10(_TorchvisionImages):
         return (f"CIFAR-10 not found (or incomplete or corrupted) in {folder}{os.sep}: torchvision expects the "
                 f"extracted {TV.filename}, the files {names} in that folder")
 
-    def split_name(self) -> str:
-        return "train" if self.train else "test"
-
     def build_dataset(self) -> Uint8Images:
         from torchvision import datasets
 
@@ -89,11 +100,8 @@ class CIFAR10(_TorchvisionImages):
         images = torch.from_numpy(tv.data).permute(0, 3, 1, 2).contiguous()     # (N, 32, 32, 3) -> (N, 3, 32, 32)
         return Uint8Images(images, torch.as_tensor(tv.targets), self.resolution, self.channels)
 
-    def raw_image(self, index: int) -> bytes:
-        return tensor_bytes(self.dataset.images[index])
 
-
-class MNIST(_TorchvisionImages):
+class MNIST(_InMemorySplit):
     """torchvision's MNIST (60,000 training or 10,000 test 28x28 grey digits, 10 classes), held in
     memory as uint8 and resized bilinearly to ``resolution`` per item.
 
@@ -107,14 +115,7 @@ class MNIST(_TorchvisionImages):
 
     def __init__(self, root: str = "data", resolution: int = 32, channels: Literal[1, 3] = 1, train: bool = True,
                  download: bool = False, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
-        check_shape_args(resolution, channels)
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        self.root, self.resolution, self.channels = Path(root).expanduser(), resolution, channels
-        self.train, self.download = train, download
-
-    @property
-    def num_classes(self) -> int:
-        return 10
+        super().__init__(root, resolution, channels, train, download, batch_size, num_workers, seed)
 
     def missing_message(self) -> str:
         from torchvision.datasets import MNIST as TV
@@ -124,17 +125,11 @@ class MNIST(_TorchvisionImages):
         return (f"MNIST not found in {folder}{os.sep}: torchvision expects the unzipped idx files {names} "
                 f"in that folder")
 
-    def split_name(self) -> str:
-        return "train" if self.train else "test"
-
     def build_dataset(self) -> Uint8Images:
         from torchvision import datasets
 
         tv = self._torchvision(lambda: datasets.MNIST(str(self.root), train=self.train, download=self.download))
         return Uint8Images(tv.data[:, None].contiguous(), tv.targets, self.resolution, self.channels)
-
-    def raw_image(self, index: int) -> bytes:
-        return tensor_bytes(self.dataset.images[index])
 
 
 class CelebA(_TorchvisionImages):
