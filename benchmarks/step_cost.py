@@ -107,7 +107,10 @@ def ours(method: str, size: dict, steps: int, folder: str, device: str) -> list[
                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
                 "--trainer.logger.init_args.save_dir", folder,
                 "--trainer.accelerator", "gpu" if device.startswith("cuda") else "cpu"])
-    return StepTimer.stamps
+    # the class train.py instantiated by its path (run as a script, this module is __main__)
+    from benchmarks.step_cost import StepTimer as registered
+
+    return registered.stamps
 
 
 def players(size: dict):

@@ -14,7 +14,7 @@ import torch
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from gans import game
+from gans import flat, game
 from gans.distributed import mean_across_processes, rank_and_world
 from gans.losses import get_loss, is_zero_sum
 
@@ -72,6 +72,9 @@ class TwoPlayerGAN(pl.LightningModule):
         ema_rampup: early in training, shorten the half-life to at most ``ema_rampup`` times the
             images seen so far (StyleGAN2-ADA uses 0.05), so the average forgets the random
             initialisation quickly. None: a constant half-life.
+        flat_buffers: keep each player's parameters in one contiguous buffer that the optimizer
+            steps (``gans.flat``: a faster iteration, the same arithmetic) when the optimizer acts
+            elementwise (Adam, RMSProp, SGD, ...); other optimizers always see the tensors.
     """
 
     #: whether ``direction`` differentiates the field again (then xi keeps its graph)
@@ -89,6 +92,7 @@ class TwoPlayerGAN(pl.LightningModule):
         on_nonfinite: Literal["stop", "skip"] = "stop",
         ema_half_life: float | None = None,
         ema_rampup: float | None = None,
+        flat_buffers: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=_hparams_to_ignore("generator", "discriminator", "optimizer"))
@@ -105,6 +109,7 @@ class TwoPlayerGAN(pl.LightningModule):
         self.ema_half_life, self.ema_rampup = ema_half_life, ema_rampup
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval() if ema_half_life else None
         self._images_per_iteration = 0
+        self.flat_buffers, self._flat = flat_buffers, None
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -212,10 +217,19 @@ class TwoPlayerGAN(pl.LightningModule):
     # -- Lightning -----------------------------------------------------------------------------
 
     def configure_optimizers(self):
-        group_d = {"params": self.params_d, "name": "discriminator"}
+        params_g, params_d = self.params_g, self.params_d
+        optimizer = self._optimizer(params_g, params_d)
+        self._flat = None
+        if self.flat_buffers and isinstance(optimizer, flat.ELEMENTWISE) and all(map(flat.flattenable, (params_g, params_d))):
+            self._flat = (flat.flatten_(params_g), flat.flatten_(params_d))
+            optimizer = self._optimizer([self._flat[0]], [self._flat[1]])
+        return optimizer
+
+    def _optimizer(self, params_g: list[Tensor], params_d: list[Tensor]) -> torch.optim.Optimizer:
+        group_d = {"params": params_d, "name": "discriminator"}
         if self.lr_d is not None:
             group_d["lr"] = self.lr_d
-        return self.optimizer_factory([{"params": self.params_g, "name": "generator"}, group_d])
+        return self.optimizer_factory([{"params": params_g, "name": "generator"}, group_d])
 
     def setup(self, stage: str) -> None:
         if self._trainer is not None and getattr(self.trainer.precision_plugin, "scaler", None) is not None:
@@ -261,9 +275,17 @@ class TwoPlayerGAN(pl.LightningModule):
         Lightning counts every step of a LightningOptimizer as a global step; the extra player
         updates inside one alternating iteration go to the wrapped optimizer (``counted=False``)
         so that ``global_step`` counts iterations."""
-        for params, grads in ((self.params_g, grads_g), (self.params_d, grads_d)):
-            for p, g in zip(params, grads if grads is not None else [None] * len(params)):
-                p.grad = g
+        if self._flat is not None:
+            if not (flat.is_view_of(self.params_g, self._flat[0]) and flat.is_view_of(self.params_d, self._flat[1])):
+                raise RuntimeError("the parameters no longer live in the optimizer's flat buffers (was the model moved "
+                                   "or converted with .to() after training started?); pass flat_buffers=False to "
+                                   "train such a model")
+            for buffer, grads in zip(self._flat, (grads_g, grads_d)):
+                buffer.grad = flat.flat_grad(grads) if grads is not None else None
+        else:
+            for params, grads in ((self.params_g, grads_g), (self.params_d, grads_d)):
+                for p, g in zip(params, grads if grads is not None else [None] * len(params)):
+                    p.grad = g
         (opt if counted else opt.optimizer).step()
         opt.zero_grad(set_to_none=True)
         if counted:  # the iteration is complete: callbacks that sample after it see the updated EMA
@@ -293,7 +315,8 @@ class TwoPlayerGAN(pl.LightningModule):
                        grads_d: list[Tensor] | None) -> bool:
         """Whether the iteration may step; raises ``NonFiniteError`` under ``on_nonfinite="stop"``.
         Every process reaches the same verdict (one tiny all-reduce), so none is left waiting."""
-        norms = [game.sq_norm(g).sqrt() if g is not None else loss_g.new_zeros(()) for g in (grads_g, grads_d)]
+        # get_total_norm: one foreach kernel, not a Python loop over the tensors
+        norms = [torch.nn.utils.get_total_norm(g) if g else loss_g.new_zeros(()) for g in (grads_g, grads_d)]
         values = torch.stack([loss_g.detach(), loss_d.detach(), *[n.detach() for n in norms]]).float()
         bad = (~torch.isfinite(values)).any().float().reshape(1)
         if rank_and_world()[1] > 1:

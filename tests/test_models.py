@@ -187,3 +187,34 @@ def test_float16_with_a_gradient_scaler_is_refused_with_a_clear_error():
     fp16 = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
     with pytest.raises(ValueError, match="precision='16-mixed' is not supported: float16 needs a gradient scaler"):
         quiet_trainer(1, plugins=[fp16]).fit(mlp_gan(JARE, gamma=1.0).float(), datamodule=MixtureOfGaussians(batch_size=8))
+
+
+@pytest.mark.parametrize("optimizer,flattened", [(lambda p: RMSpropTF(p, lr=1e-2), True),
+                                                 (lambda p: torch.optim.Adam(p, lr=1e-2), True),
+                                                 (lambda p: torch.optim.Adafactor(p, lr=1e-2), False)],
+                         ids=["RMSpropTF", "Adam", "Adafactor"])
+def test_flat_buffers_train_exactly_like_separate_tensors(optimizer, flattened):
+    """Each player's parameters as views of one buffer (elementwise optimizers only; Adafactor keeps
+    per-matrix statistics): the same parameters, bit for bit, after a few iterations."""
+    for cls, kw in [(Vanilla, {}), (Vanilla, {"update": "alternating"}), (JARE, {"gamma": 1.0}), (SGA, {"lam": 1.0})]:
+        runs = []
+        for flat in (True, False):
+            model = mlp_gan(cls, optimizer=optimizer, flat_buffers=flat, **kw)
+            torch.manual_seed(0)
+            quiet_trainer(3).fit(model, datamodule=MixtureOfGaussians(batch_size=16, seed=2))
+            assert (model._flat is not None) == (flat and flattened)
+            runs.append(model.state_dict())
+        assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0]), cls.__name__
+
+
+def test_flat_buffers_are_views_and_moving_the_model_is_caught():
+    model = mlp_gan(Vanilla, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    opt = model.configure_optimizers()
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 1]
+    before = [p.detach().clone() for p in model.params_g]
+    with torch.no_grad():
+        model._flat[0].add_(1.0)                                   # the parameters are views: they move
+    assert all(torch.equal(p, b + 1) for p, b in zip(model.params_g, before))
+    model.float()                                                   # new tensors: the link is gone
+    with pytest.raises(RuntimeError, match="no longer live in the optimizer's flat buffers"):
+        model._step_players(opt, [torch.zeros_like(p) for p in model.params_g], None)
