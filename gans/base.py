@@ -110,23 +110,32 @@ class TwoPlayerGAN(pl.LightningModule):
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval() if ema_half_life else None
         self._images_per_iteration = 0
         self.flat_buffers, self._flat = flat_buffers, None
+        self._players: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
 
     # -- parameters ----------------------------------------------------------------------------
 
     @property
     def params_g(self) -> list[nn.Parameter]:
         """Trainable generator parameters phi, in ``generator.parameters()`` order."""
-        return [p for p in self.generator.parameters() if p.requires_grad]
+        return self._players[0] if self._players else [p for p in self.generator.parameters() if p.requires_grad]
 
     @property
     def params_d(self) -> list[nn.Parameter]:
         """Trainable discriminator parameters theta, in ``discriminator.parameters()`` order."""
-        return [p for p in self.discriminator.parameters() if p.requires_grad]
+        return self._players[1] if self._players else [p for p in self.discriminator.parameters() if p.requires_grad]
+
+    def on_fit_start(self) -> None:
+        # The players are fixed while fitting (the optimizer holds them); walking the module tree
+        # for them dozens of times per iteration is a measurable share of a small model's step.
+        self._players = (self.params_g, self.params_d)
+
+    def on_fit_end(self) -> None:
+        self._players = None
 
     # -- the game ------------------------------------------------------------------------------
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        ref = next(self.generator.parameters(), None)
+        ref = next(iter(self.params_g), None) if self._players else next(self.generator.parameters(), None)
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
         z = torch.randn(n, self.latent_dim, generator=generator, dtype=dtype)
         return (self.latent_std * z).to(self.device)
@@ -269,8 +278,10 @@ class TwoPlayerGAN(pl.LightningModule):
         real = batch[0] if isinstance(batch, (tuple, list)) else batch
         return real.to(dtype=self.params_d[0].dtype if self.params_d else real.dtype)
 
-    def _step_players(self, opt, grads_g: list[Tensor] | None, grads_d: list[Tensor] | None, *, counted: bool = True) -> None:
-        """Write the direction into ``.grad`` (None leaves that player where it is) and step.
+    def apply_update(self, opt, loss_g: Tensor, loss_d: Tensor, grads_g: list[Tensor] | None,
+                     grads_d: list[Tensor] | None, *, counted: bool = True) -> bool:
+        """Check that the losses and directions are finite (``finite_or_stop``), write the directions
+        into ``.grad`` (None leaves that player where it is) and step; returns whether it stepped.
 
         Lightning counts every step of a LightningOptimizer as a global step; the extra player
         updates inside one alternating iteration go to the wrapped optimizer (``counted=False``)
@@ -280,16 +291,22 @@ class TwoPlayerGAN(pl.LightningModule):
                 raise RuntimeError("the parameters no longer live in the optimizer's flat buffers (was the model moved "
                                    "or converted with .to() after training started?); pass flat_buffers=False to "
                                    "train such a model")
-            for buffer, grads in zip(self._flat, (grads_g, grads_d)):
-                buffer.grad = flat.flat_grad(grads) if grads is not None else None
+            grads_g, grads_d = (flat.flat_grad(g) if g is not None else None for g in (grads_g, grads_d))
+        if not self.finite_or_stop(loss_g, loss_d, grads_g, grads_d):
+            grads_g = grads_d = None  # a skipped iteration still counts: a step without gradients moves nothing
+        if self._flat is not None:
+            self._flat[0].grad, self._flat[1].grad = grads_g, grads_d
         else:
             for params, grads in ((self.params_g, grads_g), (self.params_d, grads_d)):
                 for p, g in zip(params, grads if grads is not None else [None] * len(params)):
                     p.grad = g
         (opt if counted else opt.optimizer).step()
         opt.zero_grad(set_to_none=True)
+        if self._flat is not None:
+            self._flat[0].grad = self._flat[1].grad = None
         if counted:  # the iteration is complete: callbacks that sample after it see the updated EMA
             self.update_ema(self._images_per_iteration)
+        return grads_g is not None or grads_d is not None
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._images_per_iteration = self._real(batch).shape[0] * rank_and_world()[1]
@@ -311,13 +328,15 @@ class TwoPlayerGAN(pl.LightningModule):
         every = self.trainer.log_every_n_steps
         return every > 0 and (self.global_step + 1) % every == 0
 
-    def finite_or_stop(self, loss_g: Tensor, loss_d: Tensor, grads_g: list[Tensor] | None,
-                       grads_d: list[Tensor] | None) -> bool:
+    def finite_or_stop(self, loss_g: Tensor, loss_d: Tensor, grads_g: Tensor | list[Tensor] | None,
+                       grads_d: Tensor | list[Tensor] | None) -> bool:
         """Whether the iteration may step; raises ``NonFiniteError`` under ``on_nonfinite="stop"``.
-        Every process reaches the same verdict (one tiny all-reduce), so none is left waiting."""
-        # get_total_norm: one foreach kernel, not a Python loop over the tensors
-        norms = [torch.nn.utils.get_total_norm(g) if g else loss_g.new_zeros(()) for g in (grads_g, grads_d)]
-        values = torch.stack([loss_g.detach(), loss_d.detach(), *[n.detach() for n in norms]]).float()
+        The directions are flat vectors or lists of tensors. Every process reaches the same verdict
+        (one tiny all-reduce), so none is left waiting."""
+        # a sum is non-finite when any term is: one reduction per player instead of a norm per tensor
+        totals = [g.sum() if isinstance(g, Tensor) else torch.nn.utils.get_total_norm(g) if g else loss_g.new_zeros(())
+                  for g in (grads_g, grads_d)]
+        values = torch.stack([loss_g.detach(), loss_d.detach(), *[t.detach() for t in totals]]).float()
         bad = (~torch.isfinite(values)).any().float().reshape(1)
         if rank_and_world()[1] > 1:
             bad = mean_across_processes([bad])[0]
@@ -327,12 +346,13 @@ class TwoPlayerGAN(pl.LightningModule):
             self.skipped += 1
             self.log("nonfinite/skipped", float(self.skipped), on_step=True, on_epoch=False)
             return False
-        loss_g_v, loss_d_v, norm_g, norm_d = values.tolist()
+        norm_g, norm_d = (float(torch.linalg.vector_norm(g) if isinstance(g, Tensor) else
+                                torch.nn.utils.get_total_norm(g)) if g is not None else 0.0 for g in (grads_g, grads_d))
         raise NonFiniteError(
-            f"iteration {self.global_step}: non-finite training state (loss_G={loss_g_v:.4g}, loss_D={loss_d_v:.4g}, "
-            f"|update_G|={norm_g:.4g}, |update_D|={norm_d:.4g}); the parameters were not updated and the last "
-            f"checkpoint is intact. Lower the learning rate or the regulariser weight, resume from the checkpoint "
-            f"(--ckpt_path last), or pass --model.on_nonfinite skip to drop such iterations.")
+            f"iteration {self.global_step}: non-finite training state (loss_G={float(loss_g):.4g}, "
+            f"loss_D={float(loss_d):.4g}, |update_G|={norm_g:.4g}, |update_D|={norm_d:.4g}); the parameters were not "
+            f"updated and the last checkpoint is intact. Lower the learning rate or the regulariser weight, resume "
+            f"from the checkpoint (--ckpt_path last), or pass --model.on_nonfinite skip to drop such iterations.")
 
     def full_precision(self):
         """A context without autocast for the second-order methods: under ``bf16-mixed`` their field
@@ -345,9 +365,7 @@ class TwoPlayerGAN(pl.LightningModule):
         with self.full_precision():
             loss_g, loss_d, xi_g, xi_d = self._field(real, self.latent_shard(real.shape[0]))
             update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=self.reduce())
-        ok = self.finite_or_stop(loss_g, loss_d, update.g, update.d)
-        # a skipped iteration still counts (an optimizer step with no gradients moves nothing)
-        self._step_players(self.optimizers(), update.g if ok else None, update.d if ok else None)
+        self.apply_update(self.optimizers(), loss_g, loss_d, update.g, update.d)
         if self._should_log():
             self._log_step(loss_g, loss_d, xi_g, xi_d, update.stats)
 

@@ -43,11 +43,9 @@ class Vanilla(TwoPlayerGAN):
             loss_g, loss_d = self._losses(real, self.latent_shard(real.shape[0]))
             if player == "g":
                 grads["g"] = reduce(game.grad(loss_g, self.params_g))
-                ok = self.finite_or_stop(loss_g, loss_d, grads["g"], None)
-                self._step_players(opt, grads["g"] if ok else None, None, counted=k == len(players) - 1)
+                self.apply_update(opt, loss_g, loss_d, grads["g"], None, counted=k == len(players) - 1)
             else:
                 grads["d"] = reduce(game.grad(loss_d, self.params_d))
-                ok = self.finite_or_stop(loss_g, loss_d, None, grads["d"])
-                self._step_players(opt, None, grads["d"] if ok else None, counted=k == len(players) - 1)
+                self.apply_update(opt, loss_g, loss_d, None, grads["d"], counted=k == len(players) - 1)
         if self._should_log():
             self._log_step(loss_g, loss_d, grads["g"], grads["d"], {})

@@ -217,4 +217,5 @@ def test_flat_buffers_are_views_and_moving_the_model_is_caught():
     assert all(torch.equal(p, b + 1) for p, b in zip(model.params_g, before))
     model.float()                                                   # new tensors: the link is gone
     with pytest.raises(RuntimeError, match="no longer live in the optimizer's flat buffers"):
-        model._step_players(opt, [torch.zeros_like(p) for p in model.params_g], None)
+        zero = torch.zeros((), dtype=torch.float64)
+        model.apply_update(opt, zero, zero, [torch.zeros_like(p) for p in model.params_g], None)
