@@ -114,6 +114,7 @@ class FID(PeriodicEvaluation):
         self.features_name = feature_extractor if isinstance(feature_extractor, str) else type(feature_extractor).__name__
         self.real_from_cache: bool | None = None
         self.num_real_used = 0
+        self.classifier_accuracy: float | None = None  # held-out accuracy of the 'classifier' extractor
         self._metrics: tuple[FrechetInceptionDistance, KernelInceptionDistance | None] | None = None
 
     # -- the extractor -------------------------------------------------------------------------
@@ -259,6 +260,8 @@ class FID(PeriodicEvaluation):
             kid.update(torch.cat(parts), real=False)
         record = {"fid": float(fid.compute()), "num_samples": self.num_samples,
                   "num_real": self.num_real_used, "features": self.features_name}
+        if self.classifier_accuracy is not None:
+            record["classifier_accuracy"] = self.classifier_accuracy
         fid.reset()
         if kid is not None:
             with torch.random.fork_rng(devices=[]):  # KID's subsets must not move the training RNG
