@@ -144,6 +144,15 @@ def baseline(method: str, size: dict, steps: int, device: str) -> list[float]:
     return stamps
 
 
+def peak(fn, device: str):
+    """``fn()`` and the peak GPU memory it allocated in MiB (None on CPU, where PyTorch does not
+    track it: the process's resident set is mostly the libraries)."""
+    if not device.startswith("cuda"):
+        return fn(), None
+    torch.cuda.reset_peak_memory_stats()
+    return fn(), torch.cuda.max_memory_allocated() / 2**20
+
+
 def measure(sizes: dict, methods: list[str], warmup: int, repeats: int, iterations: int, device: str = "cpu"
             ) -> list[dict]:
     steps = warmup + repeats * iterations + 1
@@ -151,10 +160,13 @@ def measure(sizes: dict, methods: list[str], warmup: int, repeats: int, iteratio
     with tempfile.TemporaryDirectory() as folder:
         for key, size in sizes.items():
             for method in methods:
-                base = block_median(baseline(method, size, steps, device), warmup, repeats, iterations)
-                mine = block_median(ours(method, size, steps, folder, device), warmup, repeats, iterations)
+                base, base_mib = peak(lambda: block_median(baseline(method, size, steps, device), warmup, repeats,
+                                                           iterations), device)
+                mine, mine_mib = peak(lambda: block_median(ours(method, size, steps, folder, device), warmup, repeats,
+                                                           iterations), device)
                 rows.append({"size": key, "label": size["label"], "method": method, "baseline_ms": 1000 * base,
-                             "ours_ms": 1000 * mine, "ours_over_baseline": mine / base})
+                             "ours_ms": 1000 * mine, "ours_over_baseline": mine / base,
+                             "baseline_peak_mib": base_mib, "ours_peak_mib": mine_mib})
     for row in rows:
         simgd = next((r for r in rows if r["size"] == row["size"] and r["method"] == "simgd"), None)
         row["ours_over_simgd"] = row["ours_ms"] / simgd["ours_ms"] if simgd else None
@@ -177,11 +189,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     else:
         rows = measure({k: SIZES[k] for k in args.sizes}, args.methods, warmup=10, repeats=args.repeats,
                        iterations=args.iterations, device=args.device)
-    print(f"{'size':46s} {'method':7s} {'baseline ms':>11s} {'ours ms':>8s} {'ours/base':>9s} {'/simgd':>7s}")
+    print(f"{'size':46s} {'method':7s} {'baseline ms':>11s} {'ours ms':>8s} {'ours/base':>9s} {'/simgd':>7s} "
+          f"{'peak MiB (base/ours)':>21s}")
     for r in rows:
         rel = f"{r['ours_over_simgd']:7.2f}" if r["ours_over_simgd"] else ""
+        mem = f"{r['baseline_peak_mib']:.0f}/{r['ours_peak_mib']:.0f}" if r["ours_peak_mib"] is not None else "n/a (CPU)"
         print(f"{r['label']:46s} {r['method']:7s} {r['baseline_ms']:11.2f} {r['ours_ms']:8.2f} "
-              f"{r['ours_over_baseline']:9.2f} {rel}")
+              f"{r['ours_over_baseline']:9.2f} {rel} {mem:>21s}")
     write_results("step_cost" if args.device == "cpu" else f"step_cost_{args.device.split(':')[0]}", rows,
                   args.smoke, device=args.device)
     return rows
