@@ -1,0 +1,47 @@
+"""Disentanglement metrics (Semi-StyleGAN issue): the mutual information gap.
+
+MIG (Chen et al. 2018), as computed by disentanglement_lib (``evaluation/metrics/mig.py``): each
+code dimension is discretised into ``num_bins`` equal-width bins over its range, the mutual
+information of every (code dimension, factor) pair is taken with scikit-learn (natural log), and
+for each factor the gap between the two most informative code dimensions is divided by the
+factor's entropy; MIG is the mean over factors.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import mutual_info_score
+
+
+def discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
+    """Each column into ``num_bins`` equal-width bins over its own min..max (disentanglement_lib's
+    ``histogram_discretizer``)."""
+    out = np.zeros(codes.shape, dtype=np.int64)
+    for j in range(codes.shape[1]):
+        out[:, j] = np.digitize(codes[:, j], np.histogram(codes[:, j], num_bins)[1][:-1])
+    return out
+
+
+def mutual_information(discrete_codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """(C, K) matrix of I(code_j; factor_k) in nats."""
+    return np.array([[mutual_info_score(factors[:, k], discrete_codes[:, j]) for k in range(factors.shape[1])]
+                     for j in range(discrete_codes.shape[1])])
+
+
+def mig(codes, factors, num_bins: int = 20) -> float:
+    """The mutual information gap of ``codes`` (float array (N, C), C >= 2) about ``factors``
+    (integer classes (N, K)): mean over factors of (largest - second largest I(code_j; factor)) /
+    H(factor). 1 when each factor is captured by exactly one code dimension, 0 when none is (or
+    when two dimensions share it). Factors with a single value (zero entropy) are left out."""
+    codes, factors = np.asarray(codes, dtype=np.float64), np.asarray(factors)
+    if codes.ndim != 2 or factors.ndim != 2 or len(codes) != len(factors):
+        raise ValueError(f"codes must be (N, C) and factors (N, K) with the same N, got {codes.shape} and "
+                         f"{factors.shape}")
+    if codes.shape[1] < 2:
+        raise ValueError(f"MIG needs at least 2 code dimensions (it compares the best two), got {codes.shape[1]}")
+    if not np.issubdtype(factors.dtype, np.integer):
+        raise ValueError(f"factors must be integer class indices, got dtype {factors.dtype}")
+    info = mutual_information(discretize(codes, num_bins), factors)
+    entropy = np.array([mutual_info_score(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
+    top = np.sort(info, axis=0)[::-1]
+    varying = entropy > 0
+    return float(np.mean((top[0, varying] - top[1, varying]) / entropy[varying]))
