@@ -75,6 +75,17 @@ def test_sample_a_checkpoint_as_an_image_grid(tmp_path, capsys):
     assert (tmp_path / "s.png").stat().st_size > 500 and "image grid" in capsys.readouterr().out
 
 
+def test_fid_of_a_checkpoint(tmp_path, capsys):
+    from callbacks import fid
+
+    digits(tmp_path, "vanilla", "--trainer.max_steps", "10")
+    ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    record = fid.main([str(ckpt), "--num-samples", "200", "--features", "classifier"])
+    logged = json.loads((tmp_path / "run" / "version_0" / "fid.jsonl").read_text().splitlines()[-1])
+    assert record["num_samples"] == 200 and record["fid"] == pytest.approx(logged["fid"], rel=1e-6)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["fid"] == record["fid"]
+
+
 def test_missing_data_folder_and_unknown_preset_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"image folder .*nowhere does not exist"):
         train.main(["--model", "vanilla", "--data", "folder", "--data.init_args.root", str(tmp_path / "nowhere"),
