@@ -1,0 +1,122 @@
+"""Procedural dSprites (Matthey et al. 2017): every combination of shape (square, ellipse, heart),
+scale (6 values in [0.5, 1]), orientation (40 values in [0, 2 pi]) and position (32 x 32 values in
+[0, 1]^2), 737,280 binary 64x64 images, rendered in-process (no download) and indexed in the
+original storage order (pos_y varies fastest, then pos_x, orientation, scale, shape).
+
+The factor grids are the published ones. The rasterisation is not published: here a sprite at
+scale 1 spans ``SPRITE_FRACTION`` of the image side across its widest outline and positions keep
+every sprite inside the frame. That choice is ours (see the README).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from datamodules.images import ImageDataModule, check_shape_args
+
+SHAPES = ("square", "ellipse", "heart")
+FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
+FACTOR_SIZES = (3, 6, 40, 32, 32)
+#: the widest outline of a scale-1 sprite as a fraction of the image side
+SPRITE_FRACTION = 0.3
+
+
+def factor_values() -> list[np.ndarray]:
+    """The value grid of each factor (shape as its index)."""
+    return [np.arange(3, dtype=np.float64), np.linspace(0.5, 1.0, 6), np.linspace(0.0, 2 * math.pi, 40),
+            np.linspace(0.0, 1.0, 32), np.linspace(0.0, 1.0, 32)]
+
+
+@lru_cache(maxsize=None)
+def outline(shape: str, points: int = 96) -> np.ndarray:
+    """The shape's outline, centred at 0, widest radius 1, y pointing down (image coordinates)."""
+    t = np.linspace(0, 2 * math.pi, points, endpoint=False)
+    if shape == "square":
+        xy = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64) / math.sqrt(2)
+    elif shape == "ellipse":
+        xy = np.stack([np.cos(t), 0.5 * np.sin(t)], axis=1)
+    elif shape == "heart":
+        xy = np.stack([16 * np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))],
+                      axis=1)
+        xy = xy - xy.mean(0)
+        xy /= np.linalg.norm(xy, axis=1).max()
+    else:
+        raise ValueError(f"unknown shape {shape!r}; choose one of {SHAPES}")
+    return xy
+
+
+def render(classes, size: int = 64) -> np.ndarray:
+    """The binary (size, size) uint8 image of one combination of factor classes (shape, scale,
+    orientation, pos_x, pos_y)."""
+    shape, scale, angle, pos_x, pos_y = (values[c] for values, c in zip(factor_values(), classes))
+    radius = scale * SPRITE_FRACTION * size / 2
+    margin = SPRITE_FRACTION * size / 2 + 1  # a pixel to spare: the polygon's edge pixels are filled too
+    centre = margin + np.array([pos_x, pos_y]) * (size - 1 - 2 * margin)
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    xy = outline(SHAPES[int(shape)]) @ rotation.T * radius + centre
+    image = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(image).polygon([tuple(p) for p in xy], fill=1)
+    return np.array(image, dtype=np.uint8)
+
+
+def labelled_mask(n: int, fraction: float, seed: int) -> np.ndarray:
+    """A fixed random subset of round(fraction * n) items (at least one when fraction > 0)."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"labelled_fraction must be in [0, 1], got {fraction}")
+    count = max(1, round(fraction * n)) if fraction > 0 else 0
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).choice(n, count, replace=False)] = True
+    return mask
+
+
+class DSpritesImages(Dataset):
+    """Item i: (image (1, 64, 64) in {-1, 1}, factor codes (5,) = class / (size - 1) in [0, 1],
+    whether its codes are labelled for training)."""
+
+    def __init__(self, labelled: np.ndarray):
+        self.labelled = labelled
+        self.sizes = np.array(FACTOR_SIZES)
+
+    def __len__(self) -> int:
+        return int(np.prod(FACTOR_SIZES))
+
+    def classes(self, index: int) -> np.ndarray:
+        return np.array(np.unravel_index(index, FACTOR_SIZES))
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, bool]:
+        classes = self.classes(index)
+        image = torch.from_numpy(render(classes)).float()[None] * 2 - 1
+        codes = torch.from_numpy(classes / (self.sizes - 1)).float()
+        return image, codes, bool(self.labelled[index])
+
+
+class DSprites(ImageDataModule):
+    """Procedural dSprites at 64x64, grey, with a fixed labelled subset for semi-supervised
+    training. Batches are (images, codes, labelled): ``codes`` are the factors normalised to
+    [0, 1] (as in the Semi-StyleGAN code), ``labelled`` marks the items whose codes the model may
+    use.
+
+    Args:
+        labelled_fraction: the share of images with labelled factors (0.005 = 3,686 images).
+        seed: seeds the labelled subset and the batch order.
+    """
+
+    def __init__(self, labelled_fraction: float = 0.005, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        check_shape_args(64, 1)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.resolution, self.channels, self.labelled_fraction = 64, 1, labelled_fraction
+        self.mask = labelled_mask(int(np.prod(FACTOR_SIZES)), labelled_fraction, seed)
+
+    factor_names, factor_sizes = FACTOR_NAMES, FACTOR_SIZES
+
+    def build_dataset(self) -> DSpritesImages:
+        return DSpritesImages(self.mask)
+
+    def content_digest(self) -> list[str | int | float]:
+        return ["procedural-dsprites-v1", SPRITE_FRACTION, self.labelled_fraction, self.seed]

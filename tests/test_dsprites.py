@@ -1,0 +1,66 @@
+"""Procedural dSprites: the exact factor grid and storage order, deterministic rendering in which
+each factor does what it says, and a fixed labelled subset of the requested size."""
+import numpy as np
+import pytest
+import torch
+
+from datamodules.dsprites import FACTOR_SIZES, DSprites, DSpritesImages, factor_values, labelled_mask, render
+
+
+def centroid(image):
+    ys, xs = np.nonzero(image)
+    return xs.mean(), ys.mean()
+
+
+def test_grid_sizes_and_storage_order():
+    values = factor_values()
+    assert [len(v) for v in values] == [3, 6, 40, 32, 32] and FACTOR_SIZES == (3, 6, 40, 32, 32)
+    assert values[1][0] == 0.5 and values[1][-1] == 1.0 and values[2][-1] == pytest.approx(2 * np.pi)
+    data = DSpritesImages(np.zeros(737280, dtype=bool))
+    assert len(data) == 737280 == 3 * 6 * 40 * 32 * 32
+    assert data.classes(1).tolist() == [0, 0, 0, 0, 1]                 # pos_y varies fastest
+    assert data.classes(32).tolist() == [0, 0, 0, 1, 0]
+    assert data.classes(245760).tolist() == [1, 0, 0, 0, 0]             # the original bases
+    assert data.classes(737279).tolist() == [2, 5, 39, 31, 31]
+
+
+def test_rendering_is_binary_deterministic_and_each_factor_acts():
+    base = [2, 5, 5, 16, 16]                                            # a large heart in the middle
+    image = render(base)
+    assert image.shape == (64, 64) and set(np.unique(image)) == {0, 1}
+    assert np.array_equal(image, render(base))
+    # position moves the sprite right / down, monotonically
+    xs = [centroid(render([2, 5, 5, px, 16]))[0] for px in (0, 10, 20, 31)]
+    ys = [centroid(render([2, 5, 5, 16, py]))[1] for py in (0, 10, 20, 31)]
+    assert np.all(np.diff(xs) > 3) and np.all(np.diff(ys) > 3)
+    # scale grows the area; shapes differ at the same pose; orientation turns the heart
+    areas = [render([1, s, 0, 16, 16]).sum() for s in range(6)]
+    assert np.all(np.diff(areas) > 0)
+    assert len({render([s, 5, 5, 16, 16]).tobytes() for s in range(3)}) == 3
+    assert (render([2, 5, 0, 16, 16]) != render([2, 5, 20, 16, 16])).sum() > 50
+    # every sprite stays inside the frame
+    for classes in ([2, 5, 0, 0, 0], [0, 5, 5, 31, 31], [1, 5, 10, 0, 31]):
+        img = render(classes)
+        assert img[0].sum() + img[-1].sum() + img[:, 0].sum() + img[:, -1].sum() == 0
+
+
+def test_labelled_subset_is_fixed_and_of_the_requested_size():
+    a, b = DSprites(labelled_fraction=0.005, seed=1), DSprites(labelled_fraction=0.005, seed=1)
+    assert a.mask.sum() == round(0.005 * 737280) == 3686
+    assert np.array_equal(a.mask, b.mask)
+    assert not np.array_equal(a.mask, DSprites(labelled_fraction=0.005, seed=2).mask)
+    assert labelled_mask(1000, 0.0, 0).sum() == 0 and labelled_mask(1000, 1e-6, 0).sum() == 1
+    index = int(np.flatnonzero(a.mask)[0])
+    image, codes, labelled = a.dataset[index]
+    assert labelled and image.shape == (1, 64, 64) and set(image.unique().tolist()) == {-1.0, 1.0}
+    torch.testing.assert_close(codes, torch.tensor(a.dataset.classes(index) / (np.array(FACTOR_SIZES) - 1)).float())
+    with pytest.raises(ValueError, match="labelled_fraction must be in"):
+        DSprites(labelled_fraction=1.5)
+
+
+def test_batches_carry_images_codes_and_labelled_flags():
+    data = DSprites(labelled_fraction=0.5, batch_size=8, seed=3)
+    images, codes, labelled = next(iter(data.train_dataloader()))
+    assert images.shape == (8, 1, 64, 64) and codes.shape == (8, 5) and labelled.dtype == torch.bool
+    assert 0 <= codes.min() and codes.max() <= 1
+    assert data.sample_shape == (1, 64, 64) and data.fingerprint() == DSprites(labelled_fraction=0.5, seed=3).fingerprint()
