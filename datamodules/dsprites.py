@@ -1,7 +1,8 @@
 """Procedural dSprites (Matthey et al. 2017): every combination of shape (square, ellipse, heart),
 scale (6 values in [0.5, 1]), orientation (40 values in [0, 2 pi]) and position (32 x 32 values in
 [0, 1]^2), 737,280 binary 64x64 images, rendered in-process (no download) and indexed in the
-original storage order (pos_y varies fastest, then pos_x, orientation, scale, shape).
+original storage order (pos_y varies fastest, then pos_x, orientation, scale, shape); and a
+coloured variant with the object's and the background's colour as two more factors.
 
 The factor grids are the published ones. The rasterisation is not published: here a sprite at
 scale 1 spans ``SPRITE_FRACTION`` of the image side across its widest outline and positions keep
@@ -75,48 +76,65 @@ def labelled_mask(n: int, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-class DSpritesImages(Dataset):
-    """Item i: (image (1, 64, 64) in {-1, 1}, factor codes (5,) = class / (size - 1) in [0, 1],
-    whether its codes are labelled for training)."""
+#: the coloured variant's palette (RGB in [0, 1]): object colours, then background colours
+OBJECT_COLOURS = ((1.0, 1.0, 1.0), (1.0, 0.3, 0.3), (0.3, 1.0, 0.3), (0.3, 0.5, 1.0))
+BACKGROUND_COLOURS = ((0.0, 0.0, 0.0), (0.35, 0.35, 0.35), (0.3, 0.2, 0.0), (0.0, 0.15, 0.3))
 
-    def __init__(self, labelled: np.ndarray):
-        self.labelled = labelled
-        self.sizes = np.array(FACTOR_SIZES)
+
+class DSpritesImages(Dataset):
+    """Item i: (image in [-1, 1], factor codes = class / (size - 1) in [0, 1], whether its codes
+    are labelled for training). Grey (1, 64, 64) binary images; with ``coloured``, RGB images with
+    two more factors, the object's and the background's colour (varying fastest)."""
+
+    def __init__(self, labelled: np.ndarray, coloured: bool = False):
+        self.labelled, self.coloured = labelled, coloured
+        self.factor_sizes = FACTOR_SIZES + ((len(OBJECT_COLOURS), len(BACKGROUND_COLOURS)) if coloured else ())
+        self.sizes = np.array(self.factor_sizes)
 
     def __len__(self) -> int:
-        return int(np.prod(FACTOR_SIZES))
+        return int(np.prod(self.factor_sizes))
 
     def classes(self, index: int) -> np.ndarray:
-        return np.array(np.unravel_index(index, FACTOR_SIZES))
+        return np.array(np.unravel_index(index, self.factor_sizes))
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, bool]:
         classes = self.classes(index)
-        image = torch.from_numpy(render(classes)).float()[None] * 2 - 1
+        mask = torch.from_numpy(render(classes[:5])).float()[None]
+        if self.coloured:
+            obj, bg = (torch.tensor(palette[c]).view(3, 1, 1) for palette, c in
+                       ((OBJECT_COLOURS, classes[5]), (BACKGROUND_COLOURS, classes[6])))
+            image = mask * obj + (1 - mask) * bg
+        else:
+            image = mask
         codes = torch.from_numpy(classes / (self.sizes - 1)).float()
-        return image, codes, bool(self.labelled[index])
+        return image * 2 - 1, codes, bool(self.labelled[index])
 
 
 class DSprites(ImageDataModule):
-    """Procedural dSprites at 64x64, grey, with a fixed labelled subset for semi-supervised
-    training. Batches are (images, codes, labelled): ``codes`` are the factors normalised to
-    [0, 1] (as in the Semi-StyleGAN code), ``labelled`` marks the items whose codes the model may
-    use.
+    """Procedural dSprites at 64x64 with a fixed labelled subset for semi-supervised training.
+    Batches are (images, codes, labelled): ``codes`` are the factors normalised to [0, 1] (as in
+    the Semi-StyleGAN code), ``labelled`` marks the items whose codes the model may use.
 
     Args:
-        labelled_fraction: the share of images with labelled factors (0.005 = 3,686 images).
+        labelled_fraction: the share of images with labelled factors (0.005 = 3,686 images of the
+            grey set).
+        coloured: RGB images with two more factors, object colour and background colour (4 each,
+            ``OBJECT_COLOURS``, ``BACKGROUND_COLOURS``): 11,796,480 images.
         seed: seeds the labelled subset and the batch order.
     """
 
-    def __init__(self, labelled_fraction: float = 0.005, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
-        check_shape_args(64, 1)
+    def __init__(self, labelled_fraction: float = 0.005, coloured: bool = False, batch_size: int = 64,
+                 num_workers: int = 0, seed: int = 0):
+        check_shape_args(64, 3 if coloured else 1)
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        self.resolution, self.channels, self.labelled_fraction = 64, 1, labelled_fraction
-        self.mask = labelled_mask(int(np.prod(FACTOR_SIZES)), labelled_fraction, seed)
-
-    factor_names, factor_sizes = FACTOR_NAMES, FACTOR_SIZES
+        self.resolution, self.channels = 64, 3 if coloured else 1
+        self.labelled_fraction, self.coloured = labelled_fraction, coloured
+        self.factor_names = FACTOR_NAMES + (("object_colour", "background_colour") if coloured else ())
+        self.factor_sizes = DSpritesImages(np.zeros(0, dtype=bool), coloured).factor_sizes
+        self.mask = labelled_mask(int(np.prod(self.factor_sizes)), labelled_fraction, seed)
 
     def build_dataset(self) -> DSpritesImages:
-        return DSpritesImages(self.mask)
+        return DSpritesImages(self.mask, self.coloured)
 
     def content_digest(self) -> list[str | int | float]:
-        return ["procedural-dsprites-v1", SPRITE_FRACTION, self.labelled_fraction, self.seed]
+        return ["procedural-dsprites-v1", SPRITE_FRACTION, self.coloured, self.labelled_fraction, self.seed]

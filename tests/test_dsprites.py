@@ -64,3 +64,19 @@ def test_batches_carry_images_codes_and_labelled_flags():
     assert images.shape == (8, 1, 64, 64) and codes.shape == (8, 5) and labelled.dtype == torch.bool
     assert 0 <= codes.min() and codes.max() <= 1
     assert data.sample_shape == (1, 64, 64) and data.fingerprint() == DSprites(labelled_fraction=0.5, seed=3).fingerprint()
+
+
+def test_the_coloured_variant_paints_object_and_background():
+    from datamodules.dsprites import BACKGROUND_COLOURS, OBJECT_COLOURS
+
+    data = DSprites(coloured=True, labelled_fraction=0.001, seed=0)
+    assert data.factor_sizes == (3, 6, 40, 32, 32, 4, 4) and data.sample_shape == (3, 64, 64)
+    assert len(data.dataset) == 737280 * 16 and data.mask.sum() == round(0.001 * 737280 * 16)
+    index = int(np.ravel_multi_index((2, 5, 5, 16, 16, 1, 3), data.factor_sizes))
+    image, codes, _ = data.dataset[index]
+    mask = torch.from_numpy(render([2, 5, 5, 16, 16])).bool()
+    rgb = (image + 1) / 2
+    torch.testing.assert_close(rgb[:, mask].mean(1), torch.tensor(OBJECT_COLOURS[1]))
+    torch.testing.assert_close(rgb[:, ~mask].mean(1), torch.tensor(BACKGROUND_COLOURS[3]))
+    torch.testing.assert_close(codes[-2:], torch.tensor([1 / 3, 1.0]))
+    assert DSprites().factor_sizes == FACTOR_SIZES                       # the grey set is unchanged
