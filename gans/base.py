@@ -302,8 +302,6 @@ class TwoPlayerGAN(pl.LightningModule):
                     p.grad = g
         (opt if counted else opt.optimizer).step()
         opt.zero_grad(set_to_none=True)
-        if self._flat is not None:
-            self._flat[0].grad = self._flat[1].grad = None
         if counted:  # the iteration is complete: callbacks that sample after it see the updated EMA
             self.update_ema(self._images_per_iteration)
         return grads_g is not None or grads_d is not None
