@@ -1,5 +1,6 @@
 """Regenerate every benchmark that fits on a CPU: the results in benchmarks/results/ and the figures
-in docs/figures/ quoted by docs/benchmarks.md (under an hour on 2 cores).
+in docs/figures/ quoted by docs/benchmarks.md (about 55 minutes on 2 cores, plus about 25 for the
+Semi-StyleGAN study; ``--only`` picks scripts).
 
     python benchmarks/run_all.py            # everything
     python benchmarks/run_all.py --smoke    # every script at tiny sizes (CI: a few minutes)
@@ -15,10 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import convergence, ddp_overhead, dirac_study, fid_cost, spectrum_cost, step_cost  # noqa: E402
+from benchmarks import (convergence, ddp_overhead, dirac_study, fid_cost, semistylegan_study,  # noqa: E402
+                        spectrum_cost, step_cost, stylegan_cost)
 
 SCRIPTS = {"dirac_study": dirac_study, "step_cost": step_cost, "fid_cost": fid_cost, "spectrum_cost": spectrum_cost,
-           "ddp_overhead": ddp_overhead, "convergence": convergence}
+           "ddp_overhead": ddp_overhead, "convergence": convergence, "stylegan_cost": stylegan_cost,
+           "semistylegan_study": semistylegan_study}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -45,3 +45,19 @@ def mig(codes, factors, num_bins: int = 20) -> float:
     top = np.sort(info, axis=0)[::-1]
     varying = entropy > 0
     return float(np.mean((top[0, varying] - top[1, varying]) / entropy[varying]))
+
+
+def l2_error(predicted, codes) -> float:
+    """Mean ||predicted - codes||_2 over the rows: the L2 metric (encoder on real images) and
+    L2-gen (evaluator on generated images)."""
+    predicted, codes = np.asarray(predicted, dtype=np.float64), np.asarray(codes, dtype=np.float64)
+    return float(np.linalg.norm(predicted - codes, axis=1).mean())
+
+
+def factor_classes(codes, sizes=None, num_bins: int = 20) -> np.ndarray:
+    """Integer classes of normalised codes: ``round(c * (m - 1))`` for factors on a grid of m values
+    (``sizes``), else ``num_bins`` equal-width bins."""
+    codes = np.asarray(codes, dtype=np.float64)
+    if sizes is None:
+        return discretize(codes, num_bins)
+    return np.rint(codes * (np.asarray(sizes) - 1)).astype(np.int64)

@@ -72,3 +72,24 @@ class ShuffledBatches(IndexedBatches):
         start = j * size + self.rank * self.batch_size
         indices = self.permutation(epoch)[start:start + self.batch_size].tolist()
         return default_collate([self.dataset[i] for i in indices])
+
+
+class WithLabelledBatches(IndexedBatches):
+    """``main``'s batches, each followed by a batch of labelled items drawn with replacement from
+    ``labelled`` (indices into ``dataset``): batch i is ``(*main.batch(i), images, codes)``. The
+    labelled draw of iteration i is seeded by (seed, i), and every process keeps its slice of the
+    global labelled batch, like the main batches."""
+
+    def __init__(self, main: IndexedBatches, dataset: Dataset, labelled: np.ndarray, batch_size: int, seed: int):
+        if len(labelled) == 0:
+            raise ValueError("labelled_batch_size > 0 needs labelled items, but the data set has none "
+                             "(raise labelled_fraction or set labelled_batch_size to 0)")
+        super().__init__(main.length, main.rank, main.world, main.position)
+        self.main, self.dataset, self.batch_size, self.seed = main, dataset, batch_size, seed
+        self.labelled = torch.as_tensor(labelled, dtype=torch.long)
+
+    def batch(self, index: int):
+        picks = torch.randint(len(self.labelled), (self.batch_size * self.world,), generator=seeded(self.seed, -1, index))
+        mine = self.labelled[picks[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]].tolist()
+        images, codes, _ = default_collate([self.dataset[i] for i in mine])
+        return (*self.main.batch(index), images, codes)

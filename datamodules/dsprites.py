@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,7 +20,8 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.images import ImageDataModule, check_shape_args
+from datamodules.factors import FactorData, check_labelled_batch_size
+from datamodules.images import check_shape_args, digest
 
 SHAPES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -86,8 +88,8 @@ class DSpritesImages(Dataset):
     are labelled for training). Grey (1, 64, 64) binary images; with ``coloured``, RGB images with
     two more factors, the object's and the background's colour (varying fastest)."""
 
-    def __init__(self, labelled: np.ndarray, coloured: bool = False):
-        self.labelled, self.coloured = labelled, coloured
+    def __init__(self, labelled: np.ndarray, coloured: bool = False, resolution: int = 64):
+        self.labelled, self.coloured, self.resolution = labelled, coloured, resolution
         self.factor_sizes = FACTOR_SIZES + ((len(OBJECT_COLOURS), len(BACKGROUND_COLOURS)) if coloured else ())
         self.sizes = np.array(self.factor_sizes)
 
@@ -99,7 +101,7 @@ class DSpritesImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, bool]:
         classes = self.classes(index)
-        mask = torch.from_numpy(render(classes[:5])).float()[None]
+        mask = torch.from_numpy(render(classes[:5], self.resolution)).float()[None]
         if self.coloured:
             obj, bg = (torch.tensor(palette[c]).view(3, 1, 1) for palette, c in
                        ((OBJECT_COLOURS, classes[5]), (BACKGROUND_COLOURS, classes[6])))
@@ -110,8 +112,8 @@ class DSpritesImages(Dataset):
         return image * 2 - 1, codes, bool(self.labelled[index])
 
 
-class DSprites(ImageDataModule):
-    """Procedural dSprites at 64x64 with a fixed labelled subset for semi-supervised training.
+class DSprites(FactorData):
+    """Procedural dSprites with a fixed labelled subset for semi-supervised training.
     Batches are (images, codes, labelled): ``codes`` are the factors normalised to [0, 1] (as in
     the Semi-StyleGAN code), ``labelled`` marks the items whose codes the model may use.
 
@@ -120,21 +122,34 @@ class DSprites(ImageDataModule):
             grey set).
         coloured: RGB images with two more factors, object colour and background colour (4 each,
             ``OBJECT_COLOURS``, ``BACKGROUND_COLOURS``): 11,796,480 images.
+        resolution: 64 (the published size) or 32 (the same sprites drawn at half the size, for
+            CPU-sized models).
+        labelled_batch_size: > 0 appends a batch of this many labelled items to every training
+            batch (``datamodules.factors``); 0: the labelled items of the batch itself only.
         seed: seeds the labelled subset and the batch order.
     """
 
-    def __init__(self, labelled_fraction: float = 0.005, coloured: bool = False, batch_size: int = 64,
-                 num_workers: int = 0, seed: int = 0):
-        check_shape_args(64, 3 if coloured else 1)
+    def __init__(self, labelled_fraction: float = 0.005, coloured: bool = False, resolution: Literal[32, 64] = 64,
+                 labelled_batch_size: int = 0, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        if resolution not in (32, 64):
+            raise ValueError(f"DSprites renders at resolution 64 (the published size) or 32, got {resolution!r}")
+        check_shape_args(resolution, 3 if coloured else 1)
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        self.resolution, self.channels = 64, 3 if coloured else 1
+        self.resolution, self.channels = resolution, 3 if coloured else 1
+        self.labelled_batch_size = check_labelled_batch_size(labelled_batch_size)
         self.labelled_fraction, self.coloured = labelled_fraction, coloured
         self.factor_names = FACTOR_NAMES + (("object_colour", "background_colour") if coloured else ())
         self.factor_sizes = DSpritesImages(np.zeros(0, dtype=bool), coloured).factor_sizes
         self.mask = labelled_mask(int(np.prod(self.factor_sizes)), labelled_fraction, seed)
 
     def build_dataset(self) -> DSpritesImages:
-        return DSpritesImages(self.mask, self.coloured)
+        return DSpritesImages(self.mask, self.coloured, self.resolution)
+
+    def evaluation_indices(self) -> np.ndarray:
+        return np.arange(len(self.dataset))
+
+    def factor_digest(self) -> str:
+        return digest(type(self).__name__, self.resolution, self.coloured, "procedural-dsprites-v1", SPRITE_FRACTION)
 
     def content_digest(self) -> list[str | int | float]:
         return ["procedural-dsprites-v1", SPRITE_FRACTION, self.coloured, self.labelled_fraction, self.seed]

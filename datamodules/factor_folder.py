@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datamodules.factors import FactorData, check_labelled_batch_size
 from datamodules.images import FileImages, ImageFolder
 
 
@@ -26,7 +27,7 @@ class FactorFileImages(FileImages):
         return image, self.codes[index], bool(self.labelled[index])
 
 
-class FactorImageFolder(ImageFolder):
+class FactorImageFolder(FactorData, ImageFolder):
     """Every image under ``root`` (as ``ImageFolder``), with the factor values of some of them.
 
     ``labels`` is a CSV file with the header ``path,<factor 1>,...,<factor K>`` and one row per
@@ -37,12 +38,14 @@ class FactorImageFolder(ImageFolder):
         root: the image folder.
         labels: the CSV file.
         resolution, channels: as ``ImageFolder``.
+        labelled_batch_size: as ``DSprites``.
     """
 
     def __init__(self, root: str, labels: str, resolution: int = 64, channels: Literal[1, 3] = 3,
-                 batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+                 labelled_batch_size: int = 0, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
         super().__init__(root, resolution=resolution, channels=channels, batch_size=batch_size,
                          num_workers=num_workers, seed=seed)
+        self.labelled_batch_size = check_labelled_batch_size(labelled_batch_size)
         self.labels_path = Path(labels).expanduser()
 
     @cached_property

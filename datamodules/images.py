@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.batches import ShuffledBatches
+from datamodules.batches import IndexedBatches, ShuffledBatches
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -68,7 +68,7 @@ def _resize(images: Tensor, resolution: int) -> Tensor:
     return out if images.ndim == 4 else out[0]
 
 
-def _digest(*parts: bytes | str | int) -> str:
+def digest(*parts: bytes | str | int) -> str:
     h = hashlib.sha256()
     for part in parts:
         data = part if isinstance(part, bytes) else str(part).encode()
@@ -208,15 +208,18 @@ class ImageDataModule(pl.LightningDataModule):
 
     def fingerprint(self) -> str:
         """A short hex digest of the data: class, resolution, channels, size and content."""
-        return _digest(type(self).__name__, self.resolution, self.channels, len(self.dataset), *self.content_digest())
+        return digest(type(self).__name__, self.resolution, self.channels, len(self.dataset), *self.content_digest())
+
+    def train_batches(self, rank: int, world: int, position) -> IndexedBatches:
+        """The training batches of process ``rank`` of ``world``, from iteration ``position()`` on."""
+        return ShuffledBatches(self.dataset, self.batch_size, self.seed, rank, world, position=position)
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         # an iterable data set indexed by the iteration (see datamodules.batches): Lightning leaves
         # it alone under DDP, each process slices the global batch itself
-        data = ShuffledBatches(self.dataset, self.batch_size, self.seed, rank, world,
-                               position=lambda: trainer.global_step if trainer is not None else 0)
+        data = self.train_batches(rank, world, position=lambda: trainer.global_step if trainer is not None else 0)
         # DataLoader draws a worker seed from this generator at every epoch start; the global
         # generator (the latent codes) must not see that draw, or a resumed run would be shifted.
         return DataLoader(data, batch_size=None, num_workers=self.num_workers, generator=torch.Generator())

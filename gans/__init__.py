@@ -5,6 +5,7 @@
 from gans.base import NonFiniteError, TwoPlayerGAN
 from gans.distributed import GameDDPStrategy
 from gans.methods import JARE, SGA, ConOpt
+from gans.semistylegan import SemiStyleGAN
 from gans.vanilla import Vanilla
 
 MODELS: dict[str, type[TwoPlayerGAN]] = {
@@ -12,6 +13,8 @@ MODELS: dict[str, type[TwoPlayerGAN]] = {
     "sga": SGA,
     "conopt": ConOpt,
     "jare": JARE,
+    "semistylegan": SemiStyleGAN,
+    "semistylegan_fine": SemiStyleGAN,  # the fine-grained editing variant: configs/semistylegan_fine.yaml
 }
 
-__all__ = ["GameDDPStrategy", "MODELS", "NonFiniteError", "SGA", "ConOpt", "JARE", "TwoPlayerGAN", "Vanilla"]
+__all__ = ["GameDDPStrategy", "MODELS", "NonFiniteError", "SGA", "SemiStyleGAN", "ConOpt", "JARE", "TwoPlayerGAN", "Vanilla"]

@@ -38,6 +38,10 @@ def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
                 buf.copy_(value)
 
 
+def _value(loss: Tensor | None) -> str:
+    return "not computed" if loss is None else f"{float(loss):.4g}"
+
+
 def _hparams_to_ignore(*objects: str) -> list[str]:
     """Networks and optimizer factories passed as Python objects are not hyperparameters (the
     networks' weights are in the state dict). Under LightningCLI the hyperparameters hold their
@@ -266,22 +270,27 @@ class TwoPlayerGAN(pl.LightningModule):
                 raise ValueError(f"generator {g_name} returns samples of shape {tuple(fake.shape[1:])} but the "
                                  f"data has samples of shape {tuple(sample_shape)}")
             try:
-                logits = self.discriminator(fake)
+                out = self.discriminator(fake)
             except Exception as err:
                 raise ValueError(f"discriminator {d_name} failed on a batch of shape {tuple(fake.shape)}: {err}") from err
-            if not isinstance(logits, Tensor) or tuple(logits.shape) not in ((DRY_BATCH,), (DRY_BATCH, 1)):
-                got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-                raise ValueError(f"discriminator {d_name} must return one logit per sample, shape ({DRY_BATCH},) "
-                                 f"or ({DRY_BATCH}, 1) for a batch of {DRY_BATCH}, but returned {got}")
+            self.check_discriminator_output(out)
+
+    def check_discriminator_output(self, logits) -> None:
+        """Raise a clear error unless D's output on the dry batch is one logit per sample."""
+        if not isinstance(logits, Tensor) or tuple(logits.shape) not in ((DRY_BATCH,), (DRY_BATCH, 1)):
+            got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ValueError(f"discriminator {type(self.discriminator).__name__} must return one logit per sample, "
+                             f"shape ({DRY_BATCH},) or ({DRY_BATCH}, 1) for a batch of {DRY_BATCH}, but returned {got}")
 
     def _real(self, batch) -> Tensor:
         real = batch[0] if isinstance(batch, (tuple, list)) else batch
         return real.to(dtype=self.params_d[0].dtype if self.params_d else real.dtype)
 
-    def apply_update(self, opt, loss_g: Tensor, loss_d: Tensor, grads_g: list[Tensor] | None,
+    def apply_update(self, opt, loss_g: Tensor | None, loss_d: Tensor | None, grads_g: list[Tensor] | None,
                      grads_d: list[Tensor] | None, *, counted: bool = True) -> bool:
         """Check that the losses and directions are finite (``finite_or_stop``), write the directions
         into ``.grad`` (None leaves that player where it is) and step; returns whether it stepped.
+        A loss that was not computed (one player's half of an alternating iteration) is None.
 
         Lightning counts every step of a LightningOptimizer as a global step; the extra player
         updates inside one alternating iteration go to the wrapped optimizer (``counted=False``)
@@ -326,15 +335,16 @@ class TwoPlayerGAN(pl.LightningModule):
         every = self.trainer.log_every_n_steps
         return every > 0 and (self.global_step + 1) % every == 0
 
-    def finite_or_stop(self, loss_g: Tensor, loss_d: Tensor, grads_g: Tensor | list[Tensor] | None,
+    def finite_or_stop(self, loss_g: Tensor | None, loss_d: Tensor | None, grads_g: Tensor | list[Tensor] | None,
                        grads_d: Tensor | list[Tensor] | None) -> bool:
         """Whether the iteration may step; raises ``NonFiniteError`` under ``on_nonfinite="stop"``.
         The directions are flat vectors or lists of tensors. Every process reaches the same verdict
         (one tiny all-reduce), so none is left waiting."""
         # a sum is non-finite when any term is: one reduction per player instead of a norm per tensor
-        totals = [g.sum() if isinstance(g, Tensor) else torch.nn.utils.get_total_norm(g) if g else loss_g.new_zeros(())
-                  for g in (grads_g, grads_d)]
-        values = torch.stack([loss_g.detach(), loss_d.detach(), *[t.detach() for t in totals]]).float()
+        losses = [loss.detach().float() for loss in (loss_g, loss_d) if loss is not None]
+        totals = [(g.sum() if isinstance(g, Tensor) else torch.nn.utils.get_total_norm(g)).detach().float()
+                  for g in (grads_g, grads_d) if g is not None and len(g)]
+        values = torch.stack(losses + totals)
         bad = (~torch.isfinite(values)).any().float().reshape(1)
         if rank_and_world()[1] > 1:
             bad = mean_across_processes([bad])[0]
@@ -347,8 +357,8 @@ class TwoPlayerGAN(pl.LightningModule):
         norm_g, norm_d = (float(torch.linalg.vector_norm(g) if isinstance(g, Tensor) else
                                 torch.nn.utils.get_total_norm(g)) if g is not None else 0.0 for g in (grads_g, grads_d))
         raise NonFiniteError(
-            f"iteration {self.global_step}: non-finite training state (loss_G={float(loss_g):.4g}, "
-            f"loss_D={float(loss_d):.4g}, |update_G|={norm_g:.4g}, |update_D|={norm_d:.4g}); the parameters were not "
+            f"iteration {self.global_step}: non-finite training state (loss_G={_value(loss_g)}, "
+            f"loss_D={_value(loss_d)}, |update_G|={norm_g:.4g}, |update_D|={norm_d:.4g}); the parameters were not "
             f"updated and the last checkpoint is intact. Lower the learning rate or the regulariser weight, resume "
             f"from the checkpoint (--ckpt_path last), or pass --model.on_nonfinite skip to drop such iterations.")
 

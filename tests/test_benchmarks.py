@@ -32,6 +32,14 @@ def test_spectrum_and_ddp_rows(smoke):
     assert all(r["allreduce_ms"] > 0 and r["local_ms"] > 0 for r in rows[:-1])
 
 
+def test_stylegan_rows(smoke):
+    cost = smoke["stylegan_cost"][0]
+    assert cost["g_images_per_s"] > 0 and cost["d_images_per_s"] > 0 and cost["train_images_per_s"] > 0
+    study = smoke["semistylegan_study"]
+    assert sorted({r["fraction"] for r in study}) == [0.0, 0.005]
+    assert all(0 <= r["mig"] <= 1 and r["l2_gen"] > 0 for r in study)
+
+
 def test_fid_cost_rows(smoke):
     rows = smoke["fid_cost"]
     frechet = [r for r in rows if r["case"].startswith("Frechet")]

@@ -65,3 +65,12 @@ def test_bad_input_is_named():
         mig(np.zeros((10, 1)), np.zeros((10, 2), dtype=int))
     with pytest.raises(ValueError, match="integer class indices"):
         mig(np.zeros((10, 2)), np.zeros((10, 2)))
+
+
+def test_l2_error_and_factor_classes():
+    from callbacks.disentanglement import factor_classes, l2_error
+
+    assert l2_error([[3.0, 4.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]) == pytest.approx(3.0)
+    codes = np.array([[0.0, 1.0], [0.5, 0.25], [1.0, 0.75]])
+    assert factor_classes(codes, [3, 5]).tolist() == [[0, 4], [1, 1], [2, 3]]
+    assert factor_classes(codes, None, num_bins=2).tolist() == [[1, 2], [2, 1], [2, 2]]

@@ -80,3 +80,34 @@ def test_the_coloured_variant_paints_object_and_background():
     torch.testing.assert_close(rgb[:, ~mask].mean(1), torch.tensor(BACKGROUND_COLOURS[3]))
     torch.testing.assert_close(codes[-2:], torch.tensor([1 / 3, 1.0]))
     assert DSprites().factor_sizes == FACTOR_SIZES                       # the grey set is unchanged
+
+
+def test_a_separate_labelled_batch_draws_only_labelled_items_and_slices_by_rank():
+    from datamodules.batches import WithLabelledBatches
+
+    data = DSprites(labelled_fraction=0.001, labelled_batch_size=4, batch_size=8, seed=3)
+    images, codes, labelled, l_images, l_codes = next(iter(data.train_dataloader()))
+    assert images.shape == (8, 1, 64, 64) and l_images.shape == (4, 1, 64, 64) and l_codes.shape == (4, 5)
+    labelled_codes = {tuple(data.dataset[int(i)][1].tolist()) for i in data.labelled_indices()}
+    assert all(tuple(c.tolist()) in labelled_codes for c in l_codes)
+    one = data.train_batches(0, 1, lambda: 0)
+    halves = [data.train_batches(r, 2, lambda: 0) for r in (0, 1)]
+    assert isinstance(one, WithLabelledBatches)
+    whole = WithLabelledBatches(one.main, data.dataset, data.labelled_indices(), 8, data.seed).batch(5)
+    parts = [h.batch(5) for h in halves]
+    torch.testing.assert_close(torch.cat([p[4] for p in parts]), whole[4])   # the global labelled batch, split
+    torch.testing.assert_close(parts[0][4], halves[0].batch(5)[4])           # a function of (seed, iteration)
+    with pytest.raises(ValueError, match="needs labelled items"):
+        next(iter(DSprites(labelled_fraction=0.0, labelled_batch_size=2, batch_size=4).train_dataloader()))
+
+
+def test_half_resolution_and_evaluation_keys():
+    small = DSprites(resolution=32, labelled_fraction=0.01)
+    image, _, _ = small.dataset[7]
+    assert image.shape == (1, 32, 32) and small.sample_shape == (1, 32, 32)
+    assert len(small.evaluation_indices()) == 737280                 # every factor is known
+    # the evaluator encoder's cache key ignores which items training may use
+    assert small.factor_digest() == DSprites(resolution=32, labelled_fraction=0.05, seed=9).factor_digest()
+    assert small.factor_digest() != DSprites(resolution=64).factor_digest()
+    with pytest.raises(ValueError, match="resolution 64 .* or 32"):
+        DSprites(resolution=48)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from datamodules import MixtureOfGaussians
-from gans import JARE, MODELS, SGA, ConOpt, NonFiniteError, TwoPlayerGAN, Vanilla
+from gans import JARE, MODELS, SGA, ConOpt, NonFiniteError, SemiStyleGAN, TwoPlayerGAN, Vanilla
 from gans.networks import MLPGenerator
 from gans.optim import RMSpropTF
 from tests.helpers import mlp_gan, quiet_trainer
@@ -100,7 +100,8 @@ def test_python_api_checkpoint_round_trip(tmp_path):
 
 
 def test_registry():
-    assert MODELS == {"vanilla": Vanilla, "sga": SGA, "conopt": ConOpt, "jare": JARE}
+    assert MODELS == {"vanilla": Vanilla, "sga": SGA, "conopt": ConOpt, "jare": JARE, "semistylegan": SemiStyleGAN,
+                      "semistylegan_fine": SemiStyleGAN}
     assert all(issubclass(cls, TwoPlayerGAN) for cls in MODELS.values())
 
 

@@ -20,7 +20,7 @@ def run(tmp_path, *args, name="run"):
 
 
 def test_every_registered_model_has_a_config():
-    assert set(MODELS) == {"vanilla", "sga", "conopt", "jare"}
+    assert set(MODELS) == {"vanilla", "sga", "conopt", "jare", "semistylegan", "semistylegan_fine"}
     for name in MODELS:
         assert (train.CONFIGS / f"{name}.yaml").is_file()
 

@@ -1,0 +1,49 @@
+"""The loss terms of Semi-StyleGAN (Nie et al. 2020) as small functions of network outputs.
+
+Notation: c in [0, 1]^K the factor codes, E the encoder head of the discriminator, ``e = E(x)``.
+How the terms are weighted into each player's loss is in ``gans.semistylegan``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def code_errors(pred: Tensor, target: Tensor, squared: bool = False) -> Tensor:
+    """Per sample ||pred - target||_2 (the authors' code: the norm, not its square), or
+    ||pred - target||_2^2 with ``squared``; shape (B,)."""
+    sq = (pred - target).square().sum(dim=1)
+    return sq if squared else (sq + 1e-12).sqrt()  # the epsilon keeps the gradient finite at a perfect code
+
+
+def code_error(pred: Tensor, target: Tensor, squared: bool = False) -> Tensor:
+    """E_i ||pred_i - target_i||: the unsupervised code reconstruction ||E(G(c, z)) - c||."""
+    return code_errors(pred, target, squared).mean()
+
+
+def supervised_error(parts: list[tuple[Tensor, Tensor, Tensor | None]], squared: bool = False) -> Tensor:
+    """The mean of ||E(x) - c|| over the labelled items of several batches: ``parts`` holds
+    (prediction, codes, mask or None for all) per batch. Zero, still attached to the graph, when
+    no item is labelled, so that every process runs the same backward."""
+    total = count = 0
+    for pred, codes, mask in parts:
+        errors = code_errors(pred, codes, squared)
+        weight = torch.ones_like(errors) if mask is None else mask.to(errors.dtype)
+        total, count = total + (errors * weight).sum(), count + weight.sum()
+    return total / count.clamp(min=1)
+
+
+def mix(a: Tensor, b: Tensor, lam: Tensor) -> Tensor:
+    """Mix_lam(a, b) = lam a + (1 - lam) b with one lam per sample (broadcast over the other dims)."""
+    lam = lam.reshape(-1, *[1] * (a.ndim - 1))
+    return lam * a + (1 - lam) * b
+
+
+def r1_penalty(logits_real: Tensor, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E_x ||grad_x D(x)||^2 on real images (``real`` must require grad).
+    The gradient keeps its graph: the penalty is differentiated with respect to D's weights."""
+    (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(dim=1).mean()
+
+
+__all__ = ["code_error", "code_errors", "mix", "r1_penalty", "supervised_error"]

@@ -1,0 +1,323 @@
+"""Semi-StyleGAN (Nie et al., ICML 2020): a StyleGAN whose code c controls the factors of variation,
+learned from a few labelled images, with an encoder (heads on the discriminator) that reads the
+factors off real images.
+
+The player losses, with the terms of ``gans.semi_losses`` (see the README for which parts are
+verified against the authors' code and which are switches)::
+
+    L_G = softplus(-D(G(c, z))) + unsup_weight_g * ||E(G(c, z)) - c||
+          + smooth_weight * ||E(G(Mix(c1, c2), z)) - Mix(c1, c2)||            (smoothness="codes")
+          + sup_weight_g * ||E(G(c_l, z)) - c_l||                            (c_l: labelled codes)
+    L_D = softplus(D(G(c, z))) + softplus(-D(x)) + r1_gamma / 2 * ||grad_x D(x)||^2   (lazy R1)
+          + unsup_weight_d * ||E(G(c, z)) - c|| + sup_weight * ||E(x_l) - c_l||
+          + smooth_weight * ||E(Mix(x1, x2)) - Mix(c1, c2)||                 (smoothness="images")
+
+Updates are ``method``: alternating (D then G, the authors' schedule), or a simultaneous step
+along the game field or its JARE / ConOpt correction (``gans.game``), exactly as the other models.
+The Semi-StyleGAN-fine variant is the same model with a generator built with ``input_resolution``:
+its latent carries the downsampled real image (``StyleGANGenerator``).
+"""
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gans import game
+from gans.base import DRY_BATCH, TwoPlayerGAN
+from gans.semi_losses import code_error, mix, r1_penalty, supervised_error
+
+METHODS = ("alternating", "simultaneous", "jare", "conopt")
+
+
+class FactorBatch(NamedTuple):
+    """A training batch of factor data (``datamodules.factors``); codes are None for plain images."""
+
+    images: Tensor
+    codes: Tensor | None = None
+    labelled: Tensor | None = None
+    labelled_images: Tensor | None = None
+    labelled_codes: Tensor | None = None
+
+
+class SemiStyleGAN(TwoPlayerGAN):
+    """Semi-supervised StyleGAN disentangler.
+
+    Args:
+        generator: called as ``G(latent)`` with ``latent = [c, z]`` (or ``[c, z, x_low]``); must
+            expose ``code_dim`` and ``noise_dim`` (and ``condition_dim``, ``input_resolution`` and
+            ``channels`` for the fine variant), as ``gans.networks.StyleGANGenerator`` does.
+        discriminator: ``D(x) -> (logit (B,), codes (B, K))``, e.g. ``StyleGANDiscriminator``.
+        factor_sizes: values per data factor; None takes the data module's ``factor_sizes``.
+        factors: which data factors the K codes model (indices); None: the first K.
+        code_sampling: generated codes drawn uniformly from the factor ``grid`` (the authors'
+            code) or ``uniform`` in [0, 1]^K (for continuous factors).
+        unsup_weight_g, unsup_weight_d: gamma, the weight of the code reconstruction on generated
+            images in L_G and in L_D (1 in the authors' dSprites and Isaac3D scripts).
+        sup_weight: beta, the weight of the supervised encoder loss on labelled real images.
+        sup_weight_g: a generator-side supervised term on labelled codes (0: off; unverified).
+        smooth_weight: alpha, the weight of the smoothness regulariser (0: off).
+        smoothness: ``codes`` mixes codes fed to G (the generator learns smooth control) or
+            ``images`` mixes labelled real images fed to E (needs a labelled batch). Unverified.
+        squared: squared L2 errors instead of the L2 norm (the authors' code uses the norm).
+        r1_gamma, r1_interval: R1 weight and its lazy interval (StyleGAN2: every 16 iterations,
+            scaled by the interval); r1_gamma 0 switches R1 off.
+        method: ``alternating`` (a D step, then a G step with fresh codes) or a simultaneous
+            step along the field (``simultaneous``) or its ``jare`` or ``conopt`` correction.
+        gamma: the JARE / ConOpt weight.
+        num_reference: fine variant: real images kept (downsampled, in the checkpoint) for
+            sampling without a data set.
+        latent_dim: derived from the generator; when given it must agree.
+        loss: the non-saturating logistic loss (the only one this model uses).
+    Other arguments (``optimizer``, ``lr_d``, ``ema_half_life``, ...) as ``TwoPlayerGAN``.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        factor_sizes: list[int] | None = None,
+        factors: list[int] | None = None,
+        code_sampling: Literal["grid", "uniform"] = "grid",
+        unsup_weight_g: float = 1.0,
+        unsup_weight_d: float = 1.0,
+        sup_weight: float = 1.0,
+        sup_weight_g: float = 0.0,
+        smooth_weight: float = 1.0,
+        smoothness: Literal["codes", "images"] = "codes",
+        squared: bool = False,
+        r1_gamma: float = 10.0,
+        r1_interval: int = 16,
+        method: Literal["alternating", "simultaneous", "jare", "conopt"] = "alternating",
+        gamma: float = 1.0,
+        num_reference: int = 64,
+        latent_dim: int | None = None,
+        loss: Literal["ns"] = "ns",
+        **kwargs,
+    ):
+        missing = [a for a in ("code_dim", "noise_dim") if not isinstance(getattr(generator, a, None), int)]
+        if missing:
+            raise ValueError(f"SemiStyleGAN's generator must say how its latent splits: {type(generator).__name__} "
+                             f"has no integer attribute(s) {missing} (use gans.networks.StyleGANGenerator)")
+        self.code_dim, self.noise_dim = generator.code_dim, generator.noise_dim
+        self.condition_dim = getattr(generator, "condition_dim", 0)
+        derived = self.code_dim + self.noise_dim + self.condition_dim
+        if latent_dim is not None and latent_dim != derived:
+            raise ValueError(f"latent_dim={latent_dim} disagrees with the generator's codes + noise + image = {derived}; "
+                             f"leave latent_dim out")
+        if loss != "ns" or method not in METHODS or smoothness not in ("codes", "images") \
+                or code_sampling not in ("grid", "uniform"):
+            raise ValueError(f"invalid option: loss must be 'ns', method one of {METHODS}, smoothness 'codes' or "
+                             f"'images', code_sampling 'grid' or 'uniform'; got loss={loss!r}, method={method!r}, "
+                             f"smoothness={smoothness!r}, code_sampling={code_sampling!r}")
+        if r1_interval < 1:
+            raise ValueError(f"r1_interval must be >= 1, got {r1_interval}")
+        super().__init__(generator, discriminator, latent_dim=derived, loss="ns", **kwargs)
+        self.factor_sizes = list(factor_sizes) if factor_sizes is not None else None
+        self.factors = list(factors) if factors is not None else None
+        self.code_sampling, self.squared = code_sampling, squared
+        self.unsup_weight_g, self.unsup_weight_d = unsup_weight_g, unsup_weight_d
+        self.sup_weight, self.sup_weight_g = sup_weight, sup_weight_g
+        self.smooth_weight, self.smoothness = smooth_weight, smoothness
+        self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
+        self.method, self.gamma = method, gamma
+        self.second_order = method in ("jare", "conopt")
+        if self.condition_dim:
+            res = generator.input_resolution
+            self.register_buffer("reference", torch.zeros(num_reference, generator.channels, res, res))
+        else:
+            self.reference = None
+
+    # -- codes and latents -------------------------------------------------------------------------
+
+    @property
+    def factor_indices(self) -> list[int]:
+        return self.factors if self.factors is not None else list(range(self.code_dim))
+
+    @property
+    def code_sizes(self) -> list[int] | None:
+        """Values per modelled factor (None when the factor grid is unknown)."""
+        return None if self.factor_sizes is None else [self.factor_sizes[i] for i in self.factor_indices]
+
+    def sample_codes(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n codes: a uniform draw over the factor grid (value k of a factor with m values is
+        k / (m - 1)), or uniform in [0, 1]^K."""
+        u = torch.rand(n, self.code_dim, generator=generator)
+        if self.code_sampling == "uniform":
+            return u
+        if self.code_sizes is None:
+            raise ValueError("code_sampling='grid' needs the factor grid: the data module has no factor_sizes; pass "
+                             "--model.factor_sizes [m1, ..., mK] or --model.code_sampling uniform")
+        sizes = torch.tensor(self.code_sizes, dtype=u.dtype)
+        return (u * sizes).floor() / (sizes - 1).clamp(min=1)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """[c, z] with c from ``sample_codes`` and z ~ N(0, latent_std^2 I); the fine variant appends
+        downsampled reference images."""
+        parts = [self.sample_codes(n, generator), self.latent_std * torch.randn(n, self.noise_dim, generator=generator)]
+        if self.reference is not None:
+            picks = torch.randint(len(self.reference), (n,), generator=generator)
+            parts.append(self.reference.cpu()[picks].flatten(1))
+        ref = next(iter(self.params_g), None)
+        return torch.cat(parts, dim=1).to(dtype=ref.dtype if ref is not None else torch.get_default_dtype(),
+                                          device=self.device)
+
+    def downsample(self, images: Tensor) -> Tensor:
+        """The fine variant's generator input: images averaged down to ``input_resolution``."""
+        return F.adaptive_avg_pool2d(images, self.generator.input_resolution)
+
+    def with_images(self, latent: Tensor, images: Tensor) -> Tensor:
+        """The latent with its image part replaced by ``images`` downsampled (fine variant only)."""
+        return torch.cat([latent[:, :self.code_dim + self.noise_dim], self.downsample(images).flatten(1)], dim=1)
+
+    def training_latent(self, batch: FactorBatch) -> Tensor:
+        latent = self.latent_shard(len(batch.images))
+        return self.with_images(latent, batch.images) if self.condition_dim else latent
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        """E(x): the discriminator's code prediction."""
+        return self.discriminator(images.to(self.device, self.params_d[0].dtype if self.params_d else None))[1]
+
+    # -- losses ------------------------------------------------------------------------------------
+
+    def unpack(self, batch) -> FactorBatch:
+        """(images[, codes, labelled[, labelled images, labelled codes]]) with the modelled factors."""
+        if isinstance(batch, Tensor):
+            batch = (batch,)
+        images = self._real(batch)
+        if len(batch) < 3 or batch[1].ndim != 2:
+            return FactorBatch(images)
+        pick = lambda codes: codes[:, self.factor_indices].to(images.dtype)  # noqa: E731
+        extra = (batch[3].to(images.dtype), pick(batch[4])) if len(batch) >= 5 else (None, None)
+        return FactorBatch(images, pick(batch[1]), batch[2].bool(), *extra)
+
+    def loss_terms(self, batch: FactorBatch, latent: Tensor, phase: Literal["G", "D", "both"] = "both",
+                   r1: bool = False) -> dict[str, Tensor]:
+        """The unweighted loss terms a phase needs (``player_losses`` weighs them); ``both`` shares
+        the generated batch between the players, as the simultaneous field needs."""
+        G, D, sq, k = self.generator, self.discriminator, self.squared, self.code_dim
+        c = latent[:, :k]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and phase != "D"):
+            fake = G(latent)
+        d_fake, e_fake = D(fake)
+        terms = {"unsup": code_error(e_fake, c, sq)}
+        if phase != "D":
+            terms["g_adv"] = F.softplus(-d_fake.reshape(-1)).mean()
+            if self.smooth_weight and self.smoothness == "codes":
+                c_mix = mix(c, c.roll(1, 0), torch.rand(len(c), device=c.device, dtype=c.dtype))
+                terms["smooth"] = code_error(D(G(torch.cat([c_mix, latent[:, k:]], dim=1)))[1], c_mix, sq)
+            if self.sup_weight_g and batch.labelled_codes is not None:
+                codes = batch.labelled_codes[:len(latent)]
+                terms["g_sup"] = code_error(D(G(torch.cat([codes, latent[:len(codes), k:]], dim=1)))[1], codes, sq)
+        if phase != "G":
+            real = batch.images.detach().requires_grad_(r1)
+            d_real, e_real = D(real)
+            terms["d_adv"] = F.softplus(d_fake.reshape(-1)).mean() + F.softplus(-d_real.reshape(-1)).mean()
+            parts = [(e_real, batch.codes, batch.labelled)] if batch.codes is not None else []
+            if batch.labelled_images is not None:
+                parts.append((D(batch.labelled_images)[1], batch.labelled_codes, None))
+            if parts:
+                terms["sup"] = supervised_error(parts, sq)
+            if self.smooth_weight and self.smoothness == "images":
+                x, y = batch.labelled_images, batch.labelled_codes
+                lam = torch.rand(len(x), device=x.device, dtype=x.dtype)
+                terms["smooth"] = code_error(D(mix(x, x.roll(1, 0), lam))[1], mix(y, y.roll(1, 0), lam), sq)
+            if r1:
+                terms["r1"] = r1_penalty(d_real, real)
+        return terms
+
+    def player_losses(self, terms: dict[str, Tensor]) -> tuple[Tensor | None, Tensor | None]:
+        """(L_G, L_D) from the terms of ``loss_terms`` (None for a player whose terms are absent).
+        The lazy R1 is scaled by its interval, so its average weight is r1_gamma / 2."""
+        zero = terms["unsup"].new_zeros(())
+        loss_g = loss_d = None
+        if "g_adv" in terms:
+            loss_g = (terms["g_adv"] + self.unsup_weight_g * terms["unsup"] + self.sup_weight_g * terms.get("g_sup", zero)
+                      + (self.smooth_weight * terms.get("smooth", zero) if self.smoothness == "codes" else 0))
+        if "d_adv" in terms:
+            loss_d = (terms["d_adv"] + self.unsup_weight_d * terms["unsup"] + self.sup_weight * terms.get("sup", zero)
+                      + (self.smooth_weight * terms.get("smooth", zero) if self.smoothness == "images" else 0)
+                      + self.r1_gamma / 2 * self.r1_interval * terms.get("r1", zero))
+        return loss_g, loss_d
+
+    def _losses(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        # the field of unlabelled images, for update_direction and the spectrum callbacks
+        return self.player_losses(self.loss_terms(FactorBatch(real), z))
+
+    def direction(self, xi_g, xi_d, params_g, params_d, *, reduce=game.no_reduce, differentiable=False) -> game.Update:
+        if self.method == "jare":
+            return game.jare(xi_g, xi_d, params_g, params_d, gamma=self.gamma, reduce=reduce,
+                             differentiable=differentiable)
+        if self.method == "conopt":
+            return game.consensus(xi_g, xi_d, params_g, params_d, gamma=self.gamma, reduce=reduce,
+                                  differentiable=differentiable)
+        return super().direction(xi_g, xi_d, params_g, params_d, reduce=reduce, differentiable=differentiable)
+
+    # -- Lightning ---------------------------------------------------------------------------------
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        batch = self.unpack(batch)
+        r1 = self.r1_gamma > 0 and self.global_step % self.r1_interval == 0
+        opt, reduce = self.optimizers(), self.reduce()
+        if self.method == "alternating":
+            terms = self.loss_terms(batch, self.training_latent(batch), "D", r1)
+            _, loss_d = self.player_losses(terms)
+            self.apply_update(opt, None, loss_d, None, reduce(game.grad(loss_d, self.params_d)), counted=False)
+            terms_g = self.loss_terms(batch, self.training_latent(batch), "G")
+            loss_g, _ = self.player_losses(terms_g)
+            self.apply_update(opt, loss_g, None, reduce(game.grad(loss_g, self.params_g)), None)
+            terms.update({k: v for k, v in terms_g.items() if k != "unsup"})
+        else:
+            with self.full_precision():
+                terms = self.loss_terms(batch, self.training_latent(batch), "both", r1)
+                loss_g, loss_d = self.player_losses(terms)
+                xi_g, xi_d = game.vector_field(loss_g, loss_d, self.params_g, self.params_d,
+                                               create_graph=self.second_order)
+                update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=reduce)
+            self.apply_update(opt, loss_g, loss_d, update.g, update.d)
+        if self._should_log():
+            metrics = {"loss/generator": loss_g, "loss/discriminator": loss_d,
+                       **{f"terms/{name}": value for name, value in terms.items()}}
+            self.log_dict({k: v.detach().float() for k, v in metrics.items()}, on_step=True, on_epoch=False,
+                          sync_dist=self.trainer.world_size > 1)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.factor_sizes is None:
+            sizes = getattr(datamodule, "factor_sizes", None)
+            self.factor_sizes = list(sizes) if sizes is not None else None
+        if self.factor_sizes is not None and (len(self.factor_indices) != self.code_dim or
+                                              not all(0 <= i < len(self.factor_sizes) for i in self.factor_indices)):
+            raise ValueError(f"the generator has {self.code_dim} codes but factors={self.factors} picks "
+                             f"{len(self.factor_indices)} of the data's {len(self.factor_sizes)} factors "
+                             f"{self.factor_sizes}: set --model.factors to {self.code_dim} factor indices")
+        if self.smooth_weight and self.smoothness == "images" and not getattr(datamodule, "labelled_batch_size", 1):
+            raise ValueError("smoothness='images' mixes labelled real images: set --data.labelled_batch_size > 0")
+        if self.reference is not None and stage == "fit" and datamodule is not None:
+            data = datamodule.eval_dataset()
+            picks = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:len(self.reference)]
+            images = torch.stack([data[int(i)][0] for i in picks]).to(self.reference)
+            self.reference.copy_(self.downsample(images))
+        super().setup(stage)
+
+    def check_discriminator_output(self, out) -> None:
+        name = type(self.discriminator).__name__
+        ok = (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, Tensor) for t in out)
+              and tuple(out[0].shape) in ((DRY_BATCH,), (DRY_BATCH, 1)) and tuple(out[1].shape) == (DRY_BATCH, self.code_dim))
+        if not ok:
+            got = tuple(tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in out) \
+                if isinstance(out, tuple) else type(out).__name__
+            raise ValueError(f"discriminator {name} must return (logits, codes) of shapes ({DRY_BATCH},) and "
+                             f"({DRY_BATCH}, {self.code_dim}) for a batch of {DRY_BATCH}, but returned {got}")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["factor_sizes"] = self.factor_sizes  # taken from the data at setup: sampling needs it later
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.factor_sizes is None:
+            self.factor_sizes = checkpoint.get("factor_sizes")
