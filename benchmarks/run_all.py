@@ -1,5 +1,5 @@
 """Regenerate every benchmark that fits on a CPU: the results in benchmarks/results/ and the figures
-in docs/figures/ quoted by docs/benchmarks.md (about 55 minutes on 2 cores, plus about 25 for the
+in docs/figures/ quoted by docs/benchmarks.md (about 55 minutes on 2 cores, plus about 55 for the
 Semi-StyleGAN study; ``--only`` picks scripts).
 
     python benchmarks/run_all.py            # everything

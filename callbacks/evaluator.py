@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from callbacks.fid import atomic_save
 from gans.distributed import rank_and_world
@@ -37,9 +38,9 @@ def _items(dataset: Dataset, indices: Tensor, factors: list[int]) -> tuple[Tenso
     return torch.stack([x[0] for x in items]).float(), torch.stack([x[1] for x in items])[:, factors].float()
 
 
-def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int, *, steps: int = 2000,
-                    batch_size: int = 64, lr: float = 1e-3, held_out: int = 1000, seed: int = 0
-                    ) -> tuple[FactorEncoder, float]:
+def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int, *, steps: int = 4000,
+                    batch_size: int = 64, lr: float = 1e-3, held_out: int = 1000, seed: int = 0,
+                    progress: bool = False) -> tuple[FactorEncoder, float]:
     """Fit a ``FactorEncoder`` to the codes of ``dataset[indices]`` (items (image, codes, ...));
     returns it in eval mode and its mean ||E*(x) - c||_2 on ``held_out`` items it never saw."""
     gen = torch.Generator().manual_seed(seed)
@@ -50,7 +51,7 @@ def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int
         torch.manual_seed(seed)
         net = FactorEncoder(channels, len(factors))
         opt = torch.optim.Adam(net.parameters(), lr=lr)
-        for step in range(steps):
+        for _ in tqdm(range(steps), desc="evaluator encoder (once per data set)", disable=not progress):
             images, codes = _items(dataset, train[torch.randint(len(train), (batch_size,), generator=gen)], factors)
             loss = (net(images) - codes).square().sum(1).mean()
             opt.zero_grad()
@@ -62,7 +63,7 @@ def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int
     return net, float(torch.cat(errors).mean()) if errors else float("nan")
 
 
-def cached_evaluator(datamodule, factors: list[int], cache_dir: Path, *, steps: int = 2000, seed: int = 0,
+def cached_evaluator(datamodule, factors: list[int], cache_dir: Path, *, steps: int = 4000, seed: int = 0,
                      barrier=lambda: None) -> tuple[FactorEncoder, float]:
     """The data set's evaluator: trained on rank 0 the first time, then read from ``cache_dir``
     (keyed by the images and their factors, not by which of them training may use)."""
@@ -71,7 +72,7 @@ def cached_evaluator(datamodule, factors: list[int], cache_dir: Path, *, steps: 
     path = Path(cache_dir) / name
     if rank_and_world()[0] == 0 and not path.is_file():
         net, error = train_evaluator(datamodule.eval_dataset(), datamodule.evaluation_indices(), factors, channels,
-                                     steps=steps, seed=seed)
+                                     steps=steps, seed=seed, progress=True)
         atomic_save({"state_dict": net.state_dict(), "l2_error": error}, path)
     barrier()
     saved = torch.load(path, map_location="cpu", weights_only=True)

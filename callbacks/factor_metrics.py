@@ -59,7 +59,7 @@ class DisentanglementMetrics(PeriodicEvaluation):
     """
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 2000, num_bins: int = 20,
-                 evaluator: Literal["independent", "own"] = "independent", evaluator_steps: int = 2000,
+                 evaluator: Literal["independent", "own"] = "independent", evaluator_steps: int = 4000,
                  traversal_steps: int = 8, batch_size: int = 128, seed: int = 0, cache_dir: str | None = None):
         super().__init__(every_n_steps)
         if evaluator not in ("independent", "own"):

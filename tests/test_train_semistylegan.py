@@ -44,8 +44,10 @@ def test_tiny_model_writes_metrics_traversals_and_a_checkpoint_the_editor_reads(
     assert {"terms/unsup", "terms/sup", "terms/smooth", "terms/r1", "loss/generator"} <= set(trainer.logged_metrics)
     assert trainer.lightning_module.factor_sizes == [3, 6, 40, 32, 32]
 
-    from gans import edit
+    from gans import edit, sample
 
+    sample.main([str(folder / "checkpoints" / "last.ckpt"), "--num", "16", "--out", str(tmp_path / "samples")])
+    assert torch.load(tmp_path / "samples.pt").shape == (16, 1, 32, 32) and (tmp_path / "samples.png").is_file()
     image = tmp_path / "sprite.png"
     save_image(DSprites(resolution=32).dataset[12345][0] * 0.5 + 0.5, image)
     out = edit.main([str(folder / "checkpoints" / "last.ckpt"), str(image), "--factor", "3", "--value", "0.9",
@@ -55,6 +57,17 @@ def test_tiny_model_writes_metrics_traversals_and_a_checkpoint_the_editor_reads(
     with pytest.raises(SystemExit):
         edit.main([str(folder / "checkpoints" / "last.ckpt"), str(image), "--factor", "5", "--value", "0.5"])
     assert "--factor must index one of the model's 5 codes" in capsys.readouterr().err
+
+
+def test_fid_runs_on_factor_data(tmp_path):
+    """callbacks.FID with any feature module (here an untrained factor encoder) on dSprites."""
+    semistylegan(tmp_path, "--trainer.max_steps", "2", callbacks=[
+        "--trainer.callbacks=[]", "--trainer.callbacks+=callbacks.FID", "--trainer.callbacks.every_n_steps", "2",
+        "--trainer.callbacks.num_samples", "40",
+        '--trainer.callbacks.feature_extractor={"class_path": "callbacks.evaluator.FactorEncoder", '
+        '"init_args": {"channels": 1, "num_codes": 8}}'])
+    record = json.loads((tmp_path / "run" / "version_0" / "fid.jsonl").read_text().splitlines()[-1])
+    assert record["iteration"] == 2 and record["num_samples"] == 40 and record["fid"] > 0
 
 
 def test_fine_variant_trains_and_edits_a_real_image(tmp_path, capsys):
