@@ -5,6 +5,8 @@ How the terms are weighted into each player's loss is in ``gans.semistylegan``.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -21,16 +23,21 @@ def code_error(pred: Tensor, target: Tensor, squared: bool = False) -> Tensor:
     return code_errors(pred, target, squared).mean()
 
 
-def supervised_error(parts: list[tuple[Tensor, Tensor, Tensor | None]], squared: bool = False) -> Tensor:
+def supervised_error(parts: list[tuple[Tensor, Tensor, Tensor | None]], squared: bool = False,
+                     mean_count: Callable[[Tensor], Tensor] = lambda count: count) -> Tensor:
     """The mean of ||E(x) - c|| over the labelled items of several batches: ``parts`` holds
     (prediction, codes, mask or None for all) per batch. Zero, still attached to the graph, when
-    no item is labelled, so that every process runs the same backward."""
+    no item is labelled, so that every process runs the same backward.
+
+    Processes hold different numbers of labelled items: ``mean_count`` turns this process's count
+    into the mean count over processes, so that the mean of the processes' values (what averaging
+    their gradients computes) is the mean over all labelled items of the global batch."""
     total = count = 0
     for pred, codes, mask in parts:
         errors = code_errors(pred, codes, squared)
         weight = torch.ones_like(errors) if mask is None else mask.to(errors.dtype)
         total, count = total + (errors * weight).sum(), count + weight.sum()
-    return total / count.clamp(min=1)
+    return total / mean_count(count.detach()).clamp(min=1)
 
 
 def mix(a: Tensor, b: Tensor, lam: Tensor) -> Tensor:

@@ -220,7 +220,8 @@ class SemiStyleGAN(TwoPlayerGAN):
             if batch.labelled_images is not None:
                 parts.append((D(batch.labelled_images)[1], batch.labelled_codes, None))
             if parts:
-                terms["sup"] = supervised_error(parts, sq)
+                reduce = self.reduce()
+                terms["sup"] = supervised_error(parts, sq, mean_count=lambda count: reduce([count])[0])
             if self.smooth_weight and self.smoothness == "images":
                 x, y = batch.labelled_images, batch.labelled_codes
                 lam = torch.rand(len(x), device=x.device, dtype=x.dtype)

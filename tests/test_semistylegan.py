@@ -30,6 +30,21 @@ def test_supervised_error_averages_over_labelled_items_only():
     assert none.item() == 0 and none.requires_grad  # every process runs the same backward
 
 
+def test_supervised_error_of_two_processes_averages_to_the_global_one():
+    """Processes with 1 and 3 labelled items: the mean of their values (what averaging gradients
+    computes) is the mean over all 4 items, once each process divides by the mean count."""
+    torch.manual_seed(0)
+    pred, codes = torch.rand(6, 2, dtype=torch.float64), torch.rand(6, 2, dtype=torch.float64)
+    mask = torch.tensor([True, False, False, True, True, True])
+    whole = supervised_error([(pred, codes, mask)])
+    counts = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    halves = [supervised_error([(pred[s], codes[s], mask[s])], mean_count=lambda c: counts.mean())
+              for s in (slice(0, 3), slice(3, 6))]
+    torch.testing.assert_close((halves[0] + halves[1]) / 2, whole)
+    naive = [supervised_error([(pred[s], codes[s], mask[s])]) for s in (slice(0, 3), slice(3, 6))]
+    assert not torch.allclose((naive[0] + naive[1]) / 2, whole)
+
+
 def test_mix_and_r1_by_hand():
     a, b = torch.ones(2, 3), torch.zeros(2, 3)
     torch.testing.assert_close(mix(a, b, torch.tensor([0.25, 1.0])), torch.tensor([[0.25] * 3, [1.0] * 3]))

@@ -110,3 +110,22 @@ def test_a_model_that_does_not_match_the_factors_is_named(tmp_path):
     with pytest.raises(ValueError, match="set --model.factors to 5 factor indices"):
         semistylegan(tmp_path, "--trainer.max_steps", "1", "--model.factors", "[0, 1]",
                      callbacks=["--trainer.callbacks=[]"])
+
+
+def test_two_processes_train_and_write_the_metrics_once(tmp_path):
+    """train.py on 2 CPU processes (game_ddp): the labelled batches split across ranks, the
+    evaluator is trained once, every rank joins the collectives (no hang), rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(train.CONFIGS.parent / "train.py"), "--model", "semistylegan", *TINY, *CALLBACKS,
+           "--trainer.strategy", "game_ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.max_steps", "3", "--trainer.logger.init_args.save_dir", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_DYNAMICS_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Done: MIG") == 1
+    records = (tmp_path / "semistylegan" / "version_0" / "disentanglement.jsonl").read_text().splitlines()
+    assert [json.loads(r)["iteration"] for r in records] == [3]
+    assert len(list((tmp_path / "cache").glob("evaluator-*.pt"))) == 1
