@@ -78,6 +78,15 @@ class GameDDPStrategy(DDPStrategy):
     def configure_ddp(self) -> None:
         broadcast_module_state(self.model)
 
+    def teardown(self) -> None:
+        super().teardown()
+        if self._start_method != "popen" and dist.is_initialized():
+            # A gloo group alive at interpreter exit aborts the process now and then ("terminate
+            # called without an active exception"), and Lightning tears down only NCCL groups at exit.
+            # train.py does it after fit for popen and torchrun processes; spawned workers never get
+            # back there, so they do it here.
+            dist.destroy_process_group()
+
     def optimizer_step(self, optimizer, closure, model=None, **kwargs):
         out = super().optimizer_step(optimizer, closure, model, **kwargs)
         step = self.lightning_module.trainer.global_step + 1  # this step is counted right after
