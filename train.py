@@ -25,12 +25,17 @@ import warnings
 from argparse import ArgumentError
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-from jsonargparse import ArgumentParser
-from pytorch_lightning.cli import LightningCLI
+import mkl_on_amd  # noqa: I001 (before torch: it can only act before torch is loaded)
 
-from gans import MODELS, TwoPlayerGAN
+mkl_on_amd.enable()
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from jsonargparse import ArgumentParser  # noqa: E402
+from pytorch_lightning.cli import LightningCLI  # noqa: E402
+from pytorch_lightning.utilities import rank_zero_info  # noqa: E402
+
+from gans import MODELS, TwoPlayerGAN  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_MODEL = "jare"
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> pl.Trainer:
     # logging counts iterations across epochs (short image epochs are fine); the EMA generator stays in eval mode
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*module\(s\) in eval mode at the start of training.*")
+    if mkl_on_amd.status.startswith("on"):
+        rank_zero_info(f"mkl_on_amd: {mkl_on_amd.status} ({mkl_on_amd.ENV}=0 turns it off)")
     args = expand_model_name(list(sys.argv[1:] if argv is None else argv))
     cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,

@@ -36,7 +36,9 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> float:
 def write_results(name: str, rows: list[dict], smoke: bool, **meta) -> Path:
     """``results/<name>.json`` (``<name>_smoke.json`` in smoke mode) with the machine, torch version and date."""
     RESULTS.mkdir(exist_ok=True)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+    import mkl_on_amd
+
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "mkl_on_amd": mkl_on_amd.status,
             "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
             "smoke": smoke, **meta}
     out = RESULTS / f"{name}{'_smoke' if smoke else ''}.json"

@@ -14,11 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-from torch.profiler import ProfilerActivity, profile, schedule
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
+
+mkl_on_amd.enable()
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile, schedule  # noqa: E402
 
 from benchmarks.common import quiet  # noqa: E402
 from benchmarks.step_cost import METHODS, SIZES, model_options  # noqa: E402

@@ -16,6 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
+
+mkl_on_amd.enable()
+
 from benchmarks import (convergence, ddp_overhead, dirac_study, fid_cost, semistylegan_study,  # noqa: E402
                         spectrum_cost, step_cost, stylegan_cost)
 

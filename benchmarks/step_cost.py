@@ -21,10 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
+
+mkl_on_amd.enable()
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
 
 from benchmarks.common import quiet, write_results  # noqa: E402
 from benchmarks.eager_baseline import EagerGame  # noqa: E402
@@ -173,6 +177,35 @@ def measure(sizes: dict, methods: list[str], warmup: int, repeats: int, iteratio
     return rows
 
 
+def tf_reference(python: str, size: dict, methods: list[str], repeats: int, iterations: int) -> dict[str, float]:
+    """ms per iteration of the TensorFlow graph-mode reference (``benchmarks/tf_reference.py``, run by
+    ``python``, an interpreter with TensorFlow) for the ring methods it has, in this run."""
+    import json
+    import subprocess
+
+    have = [m for m in methods if m in ("simgd", "jare", "conopt")]
+    if not have:
+        return {}
+    cmd = [python, str(Path(__file__).with_name("tf_reference.py")), "--methods", *have, "--width", str(size["width"]),
+           "--depth", str(size["depth"]), "--latent", str(size["latent"]), "--batch", str(size["batch"]),
+           "--repeats", str(repeats), "--iterations", str(iterations), "--threads", str(torch.get_num_threads())]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["ms"]
+
+
+def add_tf_columns(rows: list[dict], python: str, repeats: int, iterations: int) -> None:
+    """TF ms and ours / TF on the ring rows the reference covers (the TF graph is the JARE ring's:
+    zero-sum loss, data sampled in the graph; std and radius do not change the cost)."""
+    for key in dict.fromkeys(r["size"] for r in rows):
+        if is_image(SIZES.get(key, SMOKE.get(key))):
+            continue
+        ms = tf_reference(python, SIZES.get(key, SMOKE.get(key)), [r["method"] for r in rows if r["size"] == key],
+                          repeats, iterations)
+        for row in rows:
+            if row["size"] == key and row["method"] in ms:
+                row["tf_ms"], row["ours_over_tf"] = ms[row["method"]], row["ours_ms"] / ms[row["method"]]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few iterations (CI)")
@@ -181,6 +214,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=40, help="iterations per timed block")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--tf-python", help="a Python with TensorFlow: adds the graph-mode reference of "
+                                            "benchmarks/tf_reference.py, timed in this run (ring sizes)")
     args = parser.parse_args(argv)
     quiet()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -189,13 +224,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     else:
         rows = measure({k: SIZES[k] for k in args.sizes}, args.methods, warmup=10, repeats=args.repeats,
                        iterations=args.iterations, device=args.device)
+    if args.tf_python:
+        add_tf_columns(rows, args.tf_python, args.repeats, args.iterations)
     print(f"{'size':46s} {'method':7s} {'baseline ms':>11s} {'ours ms':>8s} {'ours/base':>9s} {'/simgd':>7s} "
-          f"{'peak MiB (base/ours)':>21s}")
+          f"{'TF ms':>6s} {'ours/TF':>7s} {'peak MiB (base/ours)':>21s}")
     for r in rows:
-        rel = f"{r['ours_over_simgd']:7.2f}" if r["ours_over_simgd"] else ""
+        rel = f"{r['ours_over_simgd']:7.2f}" if r["ours_over_simgd"] else " " * 7
+        tf = f"{r['tf_ms']:6.2f} {r['ours_over_tf']:7.2f}" if "tf_ms" in r else f"{'-':>6s} {'-':>7s}"
         mem = f"{r['baseline_peak_mib']:.0f}/{r['ours_peak_mib']:.0f}" if r["ours_peak_mib"] is not None else "n/a (CPU)"
         print(f"{r['label']:46s} {r['method']:7s} {r['baseline_ms']:11.2f} {r['ours_ms']:8.2f} "
-              f"{r['ours_over_baseline']:9.2f} {rel} {mem:>21s}")
+              f"{r['ours_over_baseline']:9.2f} {rel} {tf} {mem:>21s}")
+    print(f"mkl_on_amd: {mkl_on_amd.status}")
     write_results("step_cost" if args.device == "cpu" else f"step_cost_{args.device.split(':')[0]}", rows,
                   args.smoke, device=args.device)
     return rows

@@ -83,7 +83,9 @@ def vector_field(
     """
     if zero_sum:
         both = grad(loss_d, [*params_g, *params_d], create_graph=create_graph)
-        return [-t for t in both[: len(params_g)]], both[len(params_g) :]
+        g, d = both[: len(params_g)], both[len(params_g) :]
+        # without a graph, one foreach call negates every tensor (a small network's step feels each op)
+        return ([-t for t in g] if create_graph or not g else list(torch._foreach_neg(g))), d
     return grad(loss_g, params_g, create_graph=create_graph), grad(loss_d, params_d, create_graph=create_graph)
 
 

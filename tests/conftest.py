@@ -10,6 +10,22 @@ def batch64():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _same_blas_in_subprocesses():
+    """The test process imported torch before mkl_on_amd could act; train.py subprocesses would
+    otherwise use other MKL kernels and round differently from in-process runs they are compared
+    with. tests/test_mkl_on_amd.py turns it on where it tests it."""
+    import os
+
+    saved = os.environ.get("GAN_DYNAMICS_MKL_AMD")
+    os.environ["GAN_DYNAMICS_MKL_AMD"] = "0"
+    yield
+    if saved is None:
+        os.environ.pop("GAN_DYNAMICS_MKL_AMD", None)
+    else:
+        os.environ["GAN_DYNAMICS_MKL_AMD"] = saved
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _cache_dir(tmp_path_factory):
     """Trained FID classifiers and real statistics go to a per-session folder, not ~/.cache."""
     import os

@@ -54,6 +54,24 @@ def test_step_cost_rows(smoke):
     assert all(r["ours_over_simgd"] == 1.0 for r in rows if r["method"] == "simgd")
 
 
+def test_the_tensorflow_column_comes_from_the_reference_script(tmp_path):
+    """step_cost --tf-python: the reference runs in that interpreter with the size's networks, and
+    its times fill the ring rows it covers (a stand-in interpreter here: TensorFlow is no dependency)."""
+    from benchmarks import step_cost
+
+    log = tmp_path / "args"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {log}\necho '{{\"ms\": {{\"simgd\": 2.0, \"jare\": 4.0}}}}'\n")
+    fake.chmod(0o755)
+    rows = [{"size": "ring16", "method": m, "ours_ms": ms} for m, ms in (("simgd", 3.0), ("jare", 5.0), ("sga", 9.0))]
+    rows.append({"size": "dcgan", "method": "simgd", "ours_ms": 60.0})
+    step_cost.add_tf_columns(rows, str(fake), repeats=3, iterations=7)
+    assert [r.get("ours_over_tf") for r in rows] == [1.5, 1.25, None, None]
+    args = log.read_text().split()
+    assert args[0].endswith("tf_reference.py") and args[args.index("--methods") + 1:args.index("--width")] == ["simgd", "jare"]
+    assert args[args.index("--width") + 1] == "16" and args[args.index("--batch") + 1] == "512"
+
+
 def test_dirac_study_rows(smoke):
     assert [r["method"] for r in smoke["dirac_study"]][:2] == ["simultaneous GD", "alternating GD"]
     assert all(r["theory_error"] < 1e-8 for r in smoke["dirac_study"])

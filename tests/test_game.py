@@ -24,6 +24,17 @@ def direction(module, real, z):
     return flat(g + d)
 
 
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_the_one_pass_zero_sum_field_is_each_players_gradient(create_graph, batch64):
+    m = mlp_gan(Vanilla, loss="zero_sum")
+    loss_g, loss_d = m._losses(*batch64)
+    xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=create_graph, zero_sum=True)
+    assert torch.equal(flat(xi_g), flat(game.grad(loss_g, m.params_g)))
+    assert torch.equal(flat(xi_d), flat(game.grad(loss_d, m.params_d)))
+    none_g, only_d = game.vector_field(loss_g, loss_d, [], m.params_d, create_graph=create_graph, zero_sum=True)
+    assert none_g == [] and torch.equal(flat(only_d), flat(xi_d))  # a frozen generator
+
+
 @pytest.mark.parametrize("loss", ["ns", "zero_sum", "hinge", "wasserstein"])
 def test_vanilla_is_the_field_by_finite_differences(loss, batch64):
     real, z = batch64

@@ -29,9 +29,9 @@ def test_datamodule_defaults_and_fresh_reproducible_batches():
     assert all(torch.equal(a, b) for a, b in zip(first, again))             # reproducible
     loader.dataset.position = lambda: 4                                     # a run resumed at iteration 4
     assert [b.tolist() for b in loader] == [loader.dataset.batch(i).tolist() for i in (4, 5)]
-    # samples sit at the modes
+    # samples sit at the modes: 98.9% within 3 std in 2-d; 96% is 4 binomial std below that for 192 samples
     stats = mixture_metrics(torch.cat(first), dm.modes, dm.std)
-    assert stats["high_quality"] > 98 and stats["modes_covered"] > 15
+    assert stats["high_quality"] > 96 and stats["modes_covered"] > 15
 
 
 def test_processes_slice_the_global_batch():
@@ -39,8 +39,20 @@ def test_processes_slice_the_global_batch():
     dm = MixtureOfGaussians(batch_size=64, batches_per_epoch=2)
     whole = dm.train_dataloader().dataset
     halves = [type(whole)(dm.modes, dm.std, 32, dm.seed, 2, rank=r, world=2) for r in (0, 1)]
-    for i in range(2):
+    for i in (0, 1, 63, 64, 130):  # within a block of batches and across its edges
         assert torch.equal(torch.cat([h.batch(i) for h in halves]), whole.batch(i))
+
+
+def test_a_batch_depends_on_its_index_only():
+    """Batches are drawn in blocks, but batch i is the same whatever was asked before it (resume)."""
+    data = MixtureOfGaussians(batch_size=16, batches_per_epoch=200).train_dataloader().dataset
+    forward = [data.batch(i) for i in range(130)]
+    fresh = type(data)(data.modes, data.std, 16, data.seed, 200)
+    for i in (129, 64, 63, 0, 65):
+        assert torch.equal(fresh.batch(i), forward[i])
+    assert len({tuple(b[0].tolist()) for b in forward}) == 130  # no batch repeats another
+    forward[3].add_(1.0)  # a batch is the caller's own tensor
+    assert not torch.equal(data.batch(3), forward[3])
 
 
 def test_seeds_give_distinct_streams_and_a_separate_evaluation_set():
