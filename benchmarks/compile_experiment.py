@@ -2,10 +2,10 @@
 with ``autograd.grad(create_graph=True)``, which torch.compile's AOTAutograd cannot compile (it has
 no double backward). The same JARE direction written with torch.func (``grad`` inside ``vjp``) is a
 pure function of the parameters, which torch.compile does compile. This measures, on the ring MLPs
-of the JARE paper (zero-sum loss, batch 128): our eager direction, the torch.func direction eager
-and compiled, and checks that all three agree.
+of the JARE paper (4 x 256, batch 128) and of the ConOpt paper (4 x 16, batch 512), zero-sum loss:
+our eager direction, the torch.func direction eager and compiled, and checks that all three agree.
 
-    python benchmarks/compile_experiment.py            # about a minute (compilation included)
+    python benchmarks/compile_experiment.py            # about two minutes (compilation included)
     python benchmarks/compile_experiment.py --smoke    # tiny networks, no compilation (CI)
 
 Prints a table and writes benchmarks/results/compile_experiment.json.
@@ -17,11 +17,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch.func import functional_call, grad, vjp
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
+
+mkl_on_amd.enable()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.func import functional_call, grad, vjp  # noqa: E402
 
 from benchmarks.common import quiet, timed, write_results  # noqa: E402
 from gans import JARE  # noqa: E402
@@ -48,14 +52,11 @@ def func_jare(model: JARE, real: torch.Tensor, z: torch.Tensor):
     return direction
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny networks, no compilation (CI)")
-    parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args(argv)
-    quiet()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    width, latent, batch, repeats = (8, 4, 16, 3) if args.smoke else (256, 64, 128, args.repeats)
+#: (width, latent, batch): the JARE paper's ring networks and the ConOpt paper's tiny ones
+SIZES = {"ring256": (256, 64, 128), "ring16": (16, 16, 512)}
+
+
+def measure(width: int, latent: int, batch: int, repeats: int, compile_too: bool) -> list[dict]:
     torch.manual_seed(0)
     model = JARE(MLPGenerator(latent, 2, width, 4), MLPDiscriminator(2, width, 4), latent_dim=latent,
                  loss="zero_sum", gamma=1000.0)
@@ -71,21 +72,42 @@ def main(argv: list[str] | None = None) -> list[dict]:
         got = torch.cat([t.reshape(-1) for t in [*ug.values(), *ud.values()]])
         return float((got - reference).abs().max() / reference.abs().max())
 
-    rows = [{"case": "ours: autograd.grad(create_graph=True), eager", "ms": 1000 * timed(ours, repeats),
+    size = f"4 x {width} MLPs, batch {batch}"
+    rows = [{"size": size, "case": "ours: autograd.grad(create_graph=True), eager", "ms": 1000 * timed(ours, repeats),
              "max_rel_diff": 0.0},
-            {"case": "torch.func grad inside vjp, eager", "ms": 1000 * timed(lambda: functional(pg, pd), repeats),
-             "max_rel_diff": check(functional)}]
-    if not args.smoke:
+            {"size": size, "case": "torch.func grad inside vjp, eager",
+             "ms": 1000 * timed(lambda: functional(pg, pd), repeats), "max_rel_diff": check(functional)}]
+    if compile_too:
         compiled = torch.compile(functional)
         start = time.perf_counter()
         compiled(pg, pd)
-        rows.append({"case": "torch.func grad inside vjp, torch.compile", "compile_s": time.perf_counter() - start,
+        compile_s = time.perf_counter() - start
+        for _ in range(10):  # warm-up after compilation, as the eager cases had their first calls
+            compiled(pg, pd)
+        rows.append({"size": size, "case": "torch.func grad inside vjp, torch.compile", "compile_s": compile_s,
                      "ms": 1000 * timed(lambda: compiled(pg, pd), repeats), "max_rel_diff": check(compiled)})
-    print(f"{'JARE direction, 4 x %d MLPs, batch %d' % (width, batch):52s} {'ms':>8s} {'vs ours':>8s} {'max rel diff':>13s}")
+    for r in rows:
+        r["vs_ours"] = r["ms"] / rows[0]["ms"]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny networks, no compilation (CI)")
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=100)
+    args = parser.parse_args(argv)
+    quiet()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.smoke:
+        rows = measure(8, 4, 16, 3, compile_too=False)
+    else:
+        rows = [r for key in args.sizes for r in measure(*SIZES[key], args.repeats, compile_too=True)]
+    print(f"{'JARE direction':24s} {'case':44s} {'ms':>8s} {'vs ours':>8s} {'max rel diff':>13s}")
     for r in rows:
         extra = f"  (compilation {r['compile_s']:.0f} s)" if "compile_s" in r else ""
-        print(f"{r['case']:52s} {r['ms']:8.2f} {r['ms'] / rows[0]['ms']:8.2f} {r['max_rel_diff']:13.1e}{extra}")
-    write_results("compile_experiment", rows, args.smoke, width=width, batch=batch)
+        print(f"{r['size']:24s} {r['case']:44s} {r['ms']:8.2f} {r['vs_ours']:8.2f} {r['max_rel_diff']:13.1e}{extra}")
+    write_results("compile_experiment", rows, args.smoke)
     return rows
 
 

@@ -20,10 +20,11 @@ import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
 
 mkl_on_amd.enable()
 
-from benchmarks import (convergence, ddp_overhead, dirac_study, fid_cost, semistylegan_study,  # noqa: E402
-                        spectrum_cost, step_cost, stylegan_cost)
+from benchmarks import (compile_experiment, convergence, ddp_overhead, dirac_study, fid_cost,  # noqa: E402
+                        semistylegan_study, spectrum_cost, step_cost, stylegan_cost)
 
-SCRIPTS = {"dirac_study": dirac_study, "step_cost": step_cost, "fid_cost": fid_cost, "spectrum_cost": spectrum_cost,
+SCRIPTS = {"dirac_study": dirac_study, "step_cost": step_cost, "compile_experiment": compile_experiment,
+           "fid_cost": fid_cost, "spectrum_cost": spectrum_cost,
            "ddp_overhead": ddp_overhead, "convergence": convergence, "stylegan_cost": stylegan_cost,
            "semistylegan_study": semistylegan_study}
 

@@ -7,10 +7,14 @@ batch 512) and on the 32x32 DCGAN (batch 64).
     python benchmarks/step_cost.py --sizes ring256    # one size
     python benchmarks/step_cost.py --smoke            # tiny sizes, seconds (CI)
     python benchmarks/step_cost.py --device cuda --sizes dcgan   # on a GPU (benchmarks/gpu_check.sh)
+    python benchmarks/step_cost.py --tf-python /tmp/tfenv/bin/python   # + the TF graph-mode reference
+
+On AMD processors ``mkl_on_amd`` is loaded first, as train.py does (``GAN_DYNAMICS_MKL_AMD=0``
+measures MKL's generic path instead); its status goes into the results file.
 
 Each time is the median over ``--repeats`` blocks of ``--iterations`` iterations after a warm-up.
-Prints the table (baseline ms, ours ms, ours / baseline, ours / our simultaneous GD) and writes
-benchmarks/results/step_cost.json.
+Prints the table (baseline ms, ours ms, ours / baseline, ours / our simultaneous GD, and with
+``--tf-python`` TF ms and ours / TF) and writes benchmarks/results/step_cost.json.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ TensorFlow is not a dependency of gan-dynamics; install it in a separate environ
     /tmp/tfenv/bin/python benchmarks/tf_reference.py --methods simgd jare conopt
     python benchmarks/step_cost.py --sizes ring256 --tf-python /tmp/tfenv/bin/python
 
+``--threads`` and ``--inter-threads`` set TensorFlow's intra- and inter-op thread pools: with one
+inter-op thread TF runs one operation at a time, as eager PyTorch does (docs/benchmarks.md).
 Prints one JSON object: {method: median ms per iteration}, plus the TensorFlow version.
 """
 from __future__ import annotations

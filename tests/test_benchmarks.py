@@ -54,6 +54,13 @@ def test_step_cost_rows(smoke):
     assert all(r["ours_over_simgd"] == 1.0 for r in rows if r["method"] == "simgd")
 
 
+def test_compile_experiment_rows(smoke):
+    """The torch.func form of JARE's direction (what torch.compile would compile) equals our path."""
+    rows = smoke["compile_experiment"]
+    assert [r["case"].split(":")[0] for r in rows] == ["ours", "torch.func grad inside vjp, eager"]
+    assert rows[1]["max_rel_diff"] < 1e-5 and all(r["ms"] > 0 for r in rows)
+
+
 def test_the_tensorflow_column_comes_from_the_reference_script(tmp_path):
     """step_cost --tf-python: the reference runs in that interpreter with the size's networks, and
     its times fill the ring rows it covers (a stand-in interpreter here: TensorFlow is no dependency)."""
