@@ -171,7 +171,7 @@ def test_callback_in_training_writes_logs_and_resumes(tmp_path):
     assert resumed.history[:6] == spectrum.history
 
 
-def test_spectra_do_not_change_the_training_run():
+def test_spectra_do_not_change_the_training_run(tmp_path):
     from callbacks import JacobianSpectrum
     from datamodules import MixtureOfGaussians
     from tests.helpers import quiet_trainer
@@ -179,7 +179,8 @@ def test_spectra_do_not_change_the_training_run():
     def trained(callbacks):
         torch.manual_seed(0)
         model = mlp_gan(SGA, width=8, depth=2, optimizer=lambda p: torch.optim.Adam(p, lr=1e-3)).float()
-        quiet_trainer(12, callbacks=callbacks).fit(model, datamodule=MixtureOfGaussians(batch_size=32))
+        quiet_trainer(12, callbacks=callbacks, default_root_dir=tmp_path).fit(
+            model, datamodule=MixtureOfGaussians(batch_size=32))
         return model.state_dict()
 
     plain = trained([])
