@@ -49,6 +49,9 @@ METHODS = {
     "sga": ("sga", ["--model.lam", "1"]),
 }
 WEIGHTS = {"conopt": {"gamma": 10.0}, "jare": {"gamma": 1000.0}, "sga": {"lam": 1.0}}
+#: ``--compiled`` adds these methods again with ``compile_step`` (gans.compiled), as "<method>+compile"
+COMPILED = ("simgd", "conopt", "jare", "sga")
+SUFFIX = "+compile"
 SIZES = {
     "ring256": {"label": "ring, 4 x 256 MLPs (JARE paper), batch 128", "width": 256, "depth": 4, "latent": 64,
                 "std": 2.0, "batch": 128},
@@ -109,7 +112,9 @@ def model_options(size: dict) -> list[str]:
 def ours(method: str, size: dict, steps: int, folder: str, device: str) -> list[float]:
     import train
 
-    name, extra = METHODS[method]
+    name, extra = METHODS[method.removesuffix(SUFFIX)]
+    if method.endswith(SUFFIX):
+        extra = [*extra, "--model.compile_step", "true"]
     train.main(["--model", name, *model_options(size), *extra, "--trainer.callbacks=[]",
                 "--trainer.callbacks+=benchmarks.step_cost.StepTimer", "--trainer.max_steps", str(steps),
                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -164,12 +169,15 @@ def peak(fn, device: str):
 def measure(sizes: dict, methods: list[str], warmup: int, repeats: int, iterations: int, device: str = "cpu"
             ) -> list[dict]:
     steps = warmup + repeats * iterations + 1
-    rows = []
+    rows, baselines = [], {}
     with tempfile.TemporaryDirectory() as folder:
         for key, size in sizes.items():
             for method in methods:
-                base, base_mib = peak(lambda: block_median(baseline(method, size, steps, device), warmup, repeats,
-                                                           iterations), device)
+                plain = method.removesuffix(SUFFIX)  # a compiled row shares its method's eager loop
+                if (key, plain) not in baselines:
+                    baselines[key, plain] = peak(lambda: block_median(baseline(plain, size, steps, device), warmup,
+                                                                      repeats, iterations), device)
+                base, base_mib = baselines[key, plain]
                 mine, mine_mib = peak(lambda: block_median(ours(method, size, steps, folder, device), warmup, repeats,
                                                            iterations), device)
                 rows.append({"size": key, "label": size["label"], "method": method, "baseline_ms": 1000 * base,
@@ -187,7 +195,7 @@ def tf_reference(python: str, size: dict, methods: list[str], repeats: int, iter
     import json
     import subprocess
 
-    have = [m for m in methods if m in ("simgd", "jare", "conopt")]
+    have = [m for m in dict.fromkeys(m.removesuffix(SUFFIX) for m in methods) if m in ("simgd", "jare", "conopt")]
     if not have:
         return {}
     cmd = [python, str(Path(__file__).with_name("tf_reference.py")), "--methods", *have, "--width", str(size["width"]),
@@ -206,8 +214,9 @@ def add_tf_columns(rows: list[dict], python: str, repeats: int, iterations: int)
         ms = tf_reference(python, SIZES.get(key, SMOKE.get(key)), [r["method"] for r in rows if r["size"] == key],
                           repeats, iterations)
         for row in rows:
-            if row["size"] == key and row["method"] in ms:
-                row["tf_ms"], row["ours_over_tf"] = ms[row["method"]], row["ours_ms"] / ms[row["method"]]
+            tf = ms.get(row["method"].removesuffix(SUFFIX)) if row["size"] == key else None
+            if tf is not None:
+                row["tf_ms"], row["ours_over_tf"] = tf, row["ours_ms"] / tf
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -218,25 +227,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=40, help="iterations per timed block")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--compiled", action="store_true",
+                        help=f"also time {', '.join(COMPILED)} with --model.compile_step true (compilation in the "
+                             f"warm-up; about 15 s each)")
     parser.add_argument("--tf-python", help="a Python with TensorFlow: adds the graph-mode reference of "
                                             "benchmarks/tf_reference.py, timed in this run (ring sizes)")
     args = parser.parse_args(argv)
     quiet()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.smoke:
-        rows = measure(SMOKE, list(METHODS), warmup=2, repeats=2, iterations=2)
+        rows = measure(SMOKE, [*METHODS, "jare" + SUFFIX], warmup=2, repeats=2, iterations=2)
     else:
-        rows = measure({k: SIZES[k] for k in args.sizes}, args.methods, warmup=10, repeats=args.repeats,
+        methods = [*args.methods, *(m + SUFFIX for m in COMPILED if args.compiled and m in args.methods)]
+        rows = measure({k: SIZES[k] for k in args.sizes}, methods, warmup=10, repeats=args.repeats,
                        iterations=args.iterations, device=args.device)
     if args.tf_python:
         add_tf_columns(rows, args.tf_python, args.repeats, args.iterations)
-    print(f"{'size':46s} {'method':7s} {'baseline ms':>11s} {'ours ms':>8s} {'ours/base':>9s} {'/simgd':>7s} "
+    print(f"{'size':46s} {'method':14s} {'baseline ms':>11s} {'ours ms':>8s} {'ours/base':>9s} {'/simgd':>7s} "
           f"{'TF ms':>6s} {'ours/TF':>7s} {'peak MiB (base/ours)':>21s}")
     for r in rows:
         rel = f"{r['ours_over_simgd']:7.2f}" if r["ours_over_simgd"] else " " * 7
         tf = f"{r['tf_ms']:6.2f} {r['ours_over_tf']:7.2f}" if "tf_ms" in r else f"{'-':>6s} {'-':>7s}"
         mem = f"{r['baseline_peak_mib']:.0f}/{r['ours_peak_mib']:.0f}" if r["ours_peak_mib"] is not None else "n/a (CPU)"
-        print(f"{r['label']:46s} {r['method']:7s} {r['baseline_ms']:11.2f} {r['ours_ms']:8.2f} "
+        print(f"{r['label']:46s} {r['method']:14s} {r['baseline_ms']:11.2f} {r['ours_ms']:8.2f} "
               f"{r['ours_over_baseline']:9.2f} {rel} {tf} {mem:>21s}")
     print(f"mkl_on_amd: {mkl_on_amd.status}")
     write_results("step_cost" if args.device == "cpu" else f"step_cost_{args.device.split(':')[0]}", rows,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from gans import game
+from gans import compiled, game
 from gans.base import TwoPlayerGAN
 
 
@@ -28,6 +28,9 @@ class ConOpt(TwoPlayerGAN):
         return game.consensus(xi_g, xi_d, params_g, params_d, gamma=self.gamma, reduce=reduce,
                               differentiable=differentiable)
 
+    def functional_rule(self) -> compiled.Rule:
+        return compiled.consensus(self.gamma)
+
 
 class JARE(TwoPlayerGAN):
     """Jacobian regularization (Nie & Patel 2019): u = xi + gamma * [[0, H21^T], [H12^T, 0]] xi.
@@ -47,6 +50,9 @@ class JARE(TwoPlayerGAN):
                   differentiable=False) -> game.Update:
         return game.jare(xi_g, xi_d, params_g, params_d, gamma=self.gamma, reduce=reduce,
                          differentiable=differentiable)
+
+    def functional_rule(self) -> compiled.Rule:
+        return compiled.jare(self.gamma)
 
 
 class SGA(TwoPlayerGAN):
@@ -73,3 +79,8 @@ class SGA(TwoPlayerGAN):
         dim = len(xi_g) + len(xi_d) if self.align_dim == "tensors" else None
         return game.sga(xi_g, xi_d, params_g, params_d, lam=self.lam, align=self.align, align_dim=dim,
                         reduce=reduce, differentiable=differentiable)
+
+    def functional_rule(self) -> compiled.Rule:
+        params = self.params_g + self.params_d
+        dim = len(params) if self.align_dim == "tensors" else sum(p.numel() for p in params)
+        return compiled.sga(self.lam, self.align, dim)

@@ -259,6 +259,9 @@ class SemiStyleGAN(TwoPlayerGAN):
 
     # -- Lightning ---------------------------------------------------------------------------------
 
+    def functional_rule(self) -> None:
+        return None  # its losses and phases are its own (``loss_terms``); no compiled step
+
     def training_step(self, batch, batch_idx: int) -> None:
         batch = self.unpack(batch)
         r1 = self.r1_gamma > 0 and self.global_step % self.r1_interval == 0

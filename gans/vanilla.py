@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 
-from gans import game
+from gans import compiled, game
 from gans.base import TwoPlayerGAN
 
 
@@ -32,6 +32,9 @@ class Vanilla(TwoPlayerGAN):
         if n_d < 1:
             raise ValueError(f"n_d must be >= 1, got {n_d}")
         self.update, self.order, self.n_d = update, order, n_d
+
+    def functional_rule(self) -> compiled.Rule | None:
+        return compiled.simultaneous if self.update == "simultaneous" else None
 
     def training_step(self, batch, batch_idx: int) -> None:
         if self.update == "simultaneous":

@@ -49,7 +49,7 @@ def test_fid_cost_rows(smoke):
 
 def test_step_cost_rows(smoke):
     rows = smoke["step_cost"]
-    assert {r["method"] for r in rows} == {"simgd", "altgd", "conopt", "jare", "sga"}
+    assert {r["method"] for r in rows} == {"simgd", "altgd", "conopt", "jare", "sga", "jare+compile"}
     assert all(r["baseline_ms"] > 0 and r["ours_ms"] > 0 for r in rows)
     assert all(r["ours_over_simgd"] == 1.0 for r in rows if r["method"] == "simgd")
 
@@ -70,10 +70,11 @@ def test_the_tensorflow_column_comes_from_the_reference_script(tmp_path):
     fake = tmp_path / "python"
     fake.write_text(f"#!/bin/sh\necho \"$@\" > {log}\necho '{{\"ms\": {{\"simgd\": 2.0, \"jare\": 4.0}}}}'\n")
     fake.chmod(0o755)
-    rows = [{"size": "ring16", "method": m, "ours_ms": ms} for m, ms in (("simgd", 3.0), ("jare", 5.0), ("sga", 9.0))]
+    rows = [{"size": "ring16", "method": m, "ours_ms": ms}
+            for m, ms in (("simgd", 3.0), ("jare", 5.0), ("sga", 9.0), ("jare+compile", 2.0))]
     rows.append({"size": "dcgan", "method": "simgd", "ours_ms": 60.0})
     step_cost.add_tf_columns(rows, str(fake), repeats=3, iterations=7)
-    assert [r.get("ours_over_tf") for r in rows] == [1.5, 1.25, None, None]
+    assert [r.get("ours_over_tf") for r in rows] == [1.5, 1.25, None, 0.5, None]
     args = log.read_text().split()
     assert args[0].endswith("tf_reference.py") and args[args.index("--methods") + 1:args.index("--width")] == ["simgd", "jare"]
     assert args[args.index("--width") + 1] == "16" and args[args.index("--batch") + 1] == "512"

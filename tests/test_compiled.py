@@ -1,0 +1,80 @@
+"""gans.compiled: the torch.func form of every method's direction equals gans.game's (float64), and
+``compile_step`` trains like the eager path, refuses what it cannot do and falls back when the
+compiler fails."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datamodules import MixtureOfGaussians
+from gans import JARE, SGA, ConOpt, Vanilla, compiled
+from gans.losses import is_zero_sum
+from gans.networks import MLPDiscriminator, MLPGenerator
+from tests.helpers import flat, mlp_gan, quiet_trainer
+
+METHODS = [(Vanilla, {}), (ConOpt, {"gamma": 10.0}), (JARE, {"gamma": 100.0}), (SGA, {"lam": 1.0}),
+           (SGA, {"lam": 1.0, "align": False}), (SGA, {"lam": 0.5, "align_dim": "tensors"})]
+
+
+def functional(model, real, z):
+    """The uncompiled step function at the model's parameters."""
+    step = compiled.step_function(model.generator, model.discriminator, model.loss_fn,
+                                  is_zero_sum(model.loss_name), model.functional_rule())
+    pg, pd = ({n: p.detach() for n, p in net.named_parameters()} for net in (model.generator, model.discriminator))
+    return step(pg, pd, real, z)
+
+
+@pytest.mark.parametrize("loss", ["zero_sum", "ns"])
+@pytest.mark.parametrize("cls,kw", METHODS, ids=lambda x: x.__name__ if isinstance(x, type) else str(x))
+def test_every_direction_equals_the_game_algebra(cls, kw, loss, batch64):
+    real, z = batch64
+    model = mlp_gan(cls, loss=loss, **kw)
+    loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats = functional(model, real, z)
+    g, d = model.update_direction(real, z)
+    torch.testing.assert_close(flat([*u_g.values(), *u_d.values()]), flat(g + d), rtol=1e-10, atol=1e-12)
+    ref_g, ref_d = model.losses(real, z)
+    assert torch.allclose(loss_g, ref_g) and torch.allclose(loss_d, ref_d)
+    _, _, ref_xi_g, ref_xi_d = model._field(real, z)
+    torch.testing.assert_close(flat([*xi_g.values(), *xi_d.values()]), flat(ref_xi_g + ref_xi_d).detach())
+    update = model.direction(ref_xi_g, ref_xi_d, model.params_g, model.params_d)
+    assert set(stats) == set(update.stats)  # the logged regulariser values and SGA's sign agree too
+    for key, value in update.stats.items():
+        torch.testing.assert_close(stats[key].to(value), value)
+
+
+def train(compile_step: bool, steps: int = 6, cls=JARE, **kw):
+    torch.manual_seed(0)
+    model = cls(MLPGenerator(4, 2, 8, 2), MLPDiscriminator(2, 8, 2), latent_dim=4, loss="zero_sum",
+                compile_step=compile_step, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), **kw)
+    quiet_trainer(steps).fit(model, datamodule=MixtureOfGaussians(batch_size=16, batches_per_epoch=steps))
+    return model
+
+
+def test_a_compiled_run_trains_like_the_eager_one():
+    eager, fast = train(False, gamma=10.0), train(True, gamma=10.0)
+    for (name, a), b in zip(eager.state_dict().items(), fast.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    assert fast._compiled is None  # released after the fit
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_path(monkeypatch):
+    def broken(fn):
+        def call(*args):
+            raise RuntimeError("no C++ compiler")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    eager = train(False, gamma=10.0)
+    with pytest.warns(UserWarning, match="compile_step: torch.compile failed .*no C\\+\\+ compiler.*eager path"):
+        fallback = train(True, gamma=10.0)
+    assert all(torch.equal(a, b) for a, b in zip(eager.state_dict().values(), fallback.state_dict().values()))
+
+
+def test_what_it_cannot_do_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="Vanilla with these options has no compiled step.*compile_step false"):
+        train(True, cls=Vanilla, update="alternating")
+    torch.manual_seed(0)
+    with_batchnorm = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+    bn = JARE(with_batchnorm, MLPDiscriminator(2, 8, 2), latent_dim=4, compile_step=True)
+    with pytest.raises(ValueError, match="the networks have buffers"):
+        quiet_trainer(2).fit(bn, datamodule=MixtureOfGaussians(batch_size=16, batches_per_epoch=2))
