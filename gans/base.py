@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import warnings
 from typing import Iterator, Literal
 
 import pytorch_lightning as pl
@@ -140,7 +139,7 @@ class TwoPlayerGAN(pl.LightningModule):
         # The players are fixed while fitting (the optimizer holds them); walking the module tree
         # for them dozens of times per iteration is a measurable share of a small model's step.
         self._players = (self.params_g, self.params_d)
-        self._compiled = self._build_compiled_step() if self.compile_step else None
+        self._compiled = compiled.CompiledStep(self) if self.compile_step else None
 
     def on_fit_end(self) -> None:
         self._players = self._compiled = None
@@ -148,43 +147,6 @@ class TwoPlayerGAN(pl.LightningModule):
     def functional_rule(self) -> compiled.Rule | None:
         """This method's direction as a ``gans.compiled`` rule, for ``compile_step`` (None: none)."""
         return compiled.simultaneous
-
-    def _build_compiled_step(self):
-        """(the compiled step function, G's and D's trainable parameters as name -> detached view)."""
-        rule, name = self.functional_rule(), type(self).__name__
-        problems = []
-        if rule is None:
-            problems.append(f"{name} with these options has no compiled step (alternating updates or its own "
-                            f"training step)")
-        if rank_and_world()[1] > 1:
-            problems.append("it runs on one process (the products of several need all-reduces between them)")
-        if any(True for m in (self.generator, self.discriminator) for _ in m.buffers()):
-            problems.append("the networks have buffers (BatchNorm statistics, spectral-norm vectors), which the "
-                            "functional step does not update")
-        if str(self.trainer.precision) not in ("32-true", "64-true", "32", "64"):
-            problems.append(f"precision {self.trainer.precision!r} is not float32/float64")
-        if problems:
-            raise ValueError("compile_step=True cannot be used: " + "; ".join(problems) +
-                             ". Pass --model.compile_step false to train on the eager path.")
-        named = [{n: p.detach() for n, p in net.named_parameters() if p.requires_grad}
-                 for net in (self.generator, self.discriminator)]
-        step = compiled.step_function(self.generator, self.discriminator, self.loss_fn, is_zero_sum(self.loss_name),
-                                      rule)
-        return torch.compile(step), *named
-
-    def _compiled_direction(self, real: Tensor, z: Tensor):
-        """The compiled step's (loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats) with lists in parameter
-        order, or None after a failed compilation (then the eager path takes over for good)."""
-        fn, pg, pd = self._compiled
-        try:
-            with torch.no_grad():  # torch.func differentiates inside; nothing outside needs a graph
-                loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats = fn(pg, pd, real, z)
-        except Exception as err:  # noqa: BLE001 (any compiler failure: the eager path computes the same)
-            warnings.warn(f"compile_step: torch.compile failed ({type(err).__name__}: {err}); training continues "
-                          f"on the eager path")
-            self._compiled = None
-            return None
-        return loss_g, loss_d, *(list(t.values()) for t in (xi_g, xi_d, u_g, u_d)), stats
 
     # -- the game ------------------------------------------------------------------------------
 
@@ -421,8 +383,9 @@ class TwoPlayerGAN(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         real = self._real(batch)
         z = self.latent_shard(real.shape[0])
-        step = self._compiled_direction(real, z) if self._compiled is not None else None
+        step = self._compiled(real, z) if self._compiled is not None else None
         if step is None:
+            self._compiled = None  # after a failed compilation the eager path takes over for good
             with self.full_precision():
                 loss_g, loss_d, xi_g, xi_d = self._field(real, z)
                 update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=self.reduce())

@@ -16,13 +16,15 @@ One process only: on several processes the products need all-reduces between the
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
-from gans.losses import LossFn
+from gans.distributed import rank_and_world
+from gans.losses import LossFn, is_zero_sum
 
 Params = dict[str, Tensor]
 Products = Callable[[Params, Params], tuple[Params, Params]]
@@ -123,3 +125,41 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
         return loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats
 
     return step
+
+
+class CompiledStep:
+    """``compile_step`` for a TwoPlayerGAN while it fits: the compiled step function of its
+    ``functional_rule`` and the trainable parameters it reads (detached views, so the optimizer's
+    in-place updates show through). Raises ``ValueError`` naming every reason it cannot apply."""
+
+    def __init__(self, module):
+        rule, problems = module.functional_rule(), []
+        if rule is None:
+            problems.append(f"{type(module).__name__} with these options has no compiled step (alternating updates "
+                            f"or its own training step)")
+        if rank_and_world()[1] > 1:
+            problems.append("it runs on one process (the products of several need all-reduces between them)")
+        if any(True for net in (module.generator, module.discriminator) for _ in net.buffers()):
+            problems.append("the networks have buffers (BatchNorm statistics, spectral-norm vectors), which the "
+                            "functional step does not update")
+        if str(module.trainer.precision) not in ("32-true", "64-true", "32", "64"):
+            problems.append(f"precision {module.trainer.precision!r} is not float32/float64")
+        if problems:
+            raise ValueError("compile_step=True cannot be used: " + "; ".join(problems) +
+                             ". Pass --model.compile_step false to train on the eager path.")
+        self.params = [{n: p.detach() for n, p in net.named_parameters() if p.requires_grad}
+                       for net in (module.generator, module.discriminator)]
+        self.fn = torch.compile(step_function(module.generator, module.discriminator, module.loss_fn,
+                                              is_zero_sum(module.loss_name), rule))
+
+    def __call__(self, real: Tensor, z: Tensor):
+        """(loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats) with lists in parameter order, or None (with
+        a warning) when compilation fails: the eager path computes the same."""
+        try:
+            with torch.no_grad():  # torch.func differentiates inside; nothing outside needs a graph
+                loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats = self.fn(*self.params, real, z)
+        except Exception as err:  # noqa: BLE001 (any compiler failure: the eager path computes the same)
+            warnings.warn(f"compile_step: torch.compile failed ({type(err).__name__}: {err}); training continues "
+                          f"on the eager path")
+            return None
+        return loss_g, loss_d, *(list(t.values()) for t in (xi_g, xi_d, u_g, u_d)), stats

@@ -78,3 +78,14 @@ def test_what_it_cannot_do_is_refused_with_the_fix():
     bn = JARE(with_batchnorm, MLPDiscriminator(2, 8, 2), latent_dim=4, compile_step=True)
     with pytest.raises(ValueError, match="the networks have buffers"):
         quiet_trainer(2).fit(bn, datamodule=MixtureOfGaussians(batch_size=16, batches_per_epoch=2))
+
+
+def test_the_command_line_option(tmp_path):
+    import train
+
+    trainer = train.main(["--model", "conopt", "--model.compile_step", "true", "--trainer.max_steps", "3",
+                          "--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
+                          "--trainer.callbacks=[]", "--trainer.enable_progress_bar", "false",
+                          "--trainer.logger.init_args.save_dir", str(tmp_path)])
+    assert trainer.global_step == 3 and trainer.lightning_module.compile_step
+    assert "compile_step: true" in (tmp_path / "conopt" / "version_0" / "config.yaml").read_text()
