@@ -383,9 +383,12 @@ class TwoPlayerGAN(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         real = self._real(batch)
         z = self.latent_shard(real.shape[0])
-        step = self._compiled(real, z) if self._compiled is not None else None
+        step = None
+        if self._compiled is not None:
+            step = self._compiled(real, z)
+            if step is None:  # compilation failed (it warned): the eager path takes over for good
+                self._compiled = None
         if step is None:
-            self._compiled = None  # after a failed compilation the eager path takes over for good
             with self.full_precision():
                 loss_g, loss_d, xi_g, xi_d = self._field(real, z)
                 update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=self.reduce())
