@@ -14,7 +14,9 @@ measures MKL's generic path instead); its status goes into the results file.
 
 Each time is the median over ``--repeats`` blocks of ``--iterations`` iterations after a warm-up.
 Prints the table (baseline ms, ours ms, ours / baseline, ours / our simultaneous GD, and with
-``--tf-python`` TF ms and ours / TF) and writes benchmarks/results/step_cost.json.
+``--tf-python`` TF ms and ours / TF), then on CPU the floor of each size: an iteration of Lightning's
+loop whose training step does nothing but an optimizer step, on the same data. Writes
+benchmarks/results/step_cost.json.
 """
 from __future__ import annotations
 
@@ -126,6 +128,37 @@ def ours(method: str, size: dict, steps: int, folder: str, device: str) -> list[
     return registered.stamps
 
 
+class EmptyStep(pl.LightningModule):
+    """A training step that only steps an optimizer over one scalar: what an iteration costs in
+    Lightning's loop (data fetch, hooks, optimizer wrapper) before any GAN arithmetic."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD([self.w], lr=0.0)
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        opt = self.optimizers()
+        self.w.grad = torch.ones(())
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def lightning_floor(size: dict, steps: int, warmup: int, repeats: int, iterations: int) -> float:
+    """Seconds per iteration of ``EmptyStep`` on the size's data, progress bar and logger off."""
+    if is_image(size):
+        data = Digits(channels=3, batch_size=size["batch"])
+    else:
+        data = MixtureOfGaussians(radius=2.0, std=0.06, batch_size=size["batch"])
+    trainer = pl.Trainer(max_steps=steps, callbacks=[StepTimer()], enable_progress_bar=False, logger=False,
+                         enable_model_summary=False, enable_checkpointing=False, accelerator="cpu")
+    trainer.fit(EmptyStep(), datamodule=data)
+    return block_median(StepTimer.stamps, warmup, repeats, iterations)
+
+
 def players(size: dict):
     torch.manual_seed(0)
     if is_image(size):
@@ -186,6 +219,12 @@ def measure(sizes: dict, methods: list[str], warmup: int, repeats: int, iteratio
     for row in rows:
         simgd = next((r for r in rows if r["size"] == row["size"] and r["method"] == "simgd"), None)
         row["ours_over_simgd"] = row["ours_ms"] / simgd["ours_ms"] if simgd else None
+    if device == "cpu":
+        for key, size in sizes.items():
+            floor = 1000 * lightning_floor(size, steps, warmup, repeats, iterations)
+            for row in rows:
+                if row["size"] == key:
+                    row["lightning_floor_ms"] = floor
     return rows
 
 
@@ -251,6 +290,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         mem = f"{r['baseline_peak_mib']:.0f}/{r['ours_peak_mib']:.0f}" if r["ours_peak_mib"] is not None else "n/a (CPU)"
         print(f"{r['label']:46s} {r['method']:14s} {r['baseline_ms']:11.2f} {r['ours_ms']:8.2f} "
               f"{r['ours_over_baseline']:9.2f} {rel} {tf} {mem:>21s}")
+    for key in dict.fromkeys(r["size"] for r in rows):
+        floor = next(r.get("lightning_floor_ms") for r in rows if r["size"] == key)
+        if floor is not None:
+            print(f"{key}: Lightning's loop alone (an empty training step on this data): {floor:.3f} ms per iteration")
     print(f"mkl_on_amd: {mkl_on_amd.status}")
     write_results("step_cost" if args.device == "cpu" else f"step_cost_{args.device.split(':')[0]}", rows,
                   args.smoke, device=args.device)

@@ -89,9 +89,12 @@ def sga(lam: float, align: bool, align_dim: int, eps: float = 0.1) -> Rule:
 # -- the whole step -----------------------------------------------------------------------------
 
 
-def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool, rule: Rule):
+def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool, rule: Rule,
+                  flat_update: bool = False):
     """f(pg, pd, real, z) -> (loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats): the field at the given
-    parameters and the rule's direction, a pure function that torch.compile can compile."""
+    parameters and the rule's direction, a pure function that torch.compile can compile. With
+    ``flat_update`` each player's u is one vector in parameter order (``gans.flat``'s layout), so
+    the concatenation fuses into the kernels that compute u."""
     def losses(pg: Params, pd: Params, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         fake = functional_call(generator, pg, (z,))
         return loss_fn(functional_call(discriminator, pd, (real,)).reshape(-1),
@@ -122,6 +125,8 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
             return jvp(lambda a, b: field(a, b, real, z)[0], (pg, pd), (v_g, v_d))[1]
 
         u_g, u_d, stats = rule(xi_g, xi_d, ht, hv)
+        if flat_update:
+            u_g, u_d = (torch.cat([t.reshape(-1) for t in u.values()]) for u in (u_g, u_d))
         return loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats
 
     return step
@@ -149,12 +154,17 @@ class CompiledStep:
                              ". Pass --model.compile_step false to train on the eager path.")
         self.params = [{n: p.detach() for n, p in net.named_parameters() if p.requires_grad}
                        for net in (module.generator, module.discriminator)]
-        self.fn = torch.compile(step_function(module.generator, module.discriminator, module.loss_fn,
-                                              is_zero_sum(module.loss_name), rule))
+        self.flat_update = module._flat is not None  # the optimizer steps flat buffers: hand it flat vectors
+        fn = step_function(module.generator, module.discriminator, module.loss_fn, is_zero_sum(module.loss_name),
+                           rule, self.flat_update)
+        # On CPU, a C++ wrapper calls the compiled kernels instead of Python: the graph of a small
+        # network is hundreds of kernel calls, and this makes its call 1.2-1.3 x faster.
+        self.fn = torch.compile(fn, options={"cpp_wrapper": True} if module.device.type == "cpu" else None)
 
     def __call__(self, real: Tensor, z: Tensor):
-        """(loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats) with lists in parameter order, or None (with
-        a warning) when compilation fails: the eager path computes the same."""
+        """(loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats) with lists in parameter order (u_g and u_d
+        flat vectors when the optimizer steps flat buffers), or None (with a warning) when
+        compilation fails: the eager path computes the same."""
         try:
             with torch.no_grad():  # torch.func differentiates inside; nothing outside needs a graph
                 loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats = self.fn(*self.params, real, z)
@@ -162,4 +172,6 @@ class CompiledStep:
             warnings.warn(f"compile_step: torch.compile failed ({type(err).__name__}: {err}); training continues "
                           f"on the eager path")
             return None
-        return loss_g, loss_d, *(list(t.values()) for t in (xi_g, xi_d, u_g, u_d)), stats
+        if not self.flat_update:
+            u_g, u_d = list(u_g.values()), list(u_d.values())
+        return loss_g, loss_d, list(xi_g.values()), list(xi_d.values()), u_g, u_d, stats

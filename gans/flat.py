@@ -35,9 +35,10 @@ def flatten_(params: list[nn.Parameter]) -> Tensor:
     return flat
 
 
-def flat_grad(grads: list[Tensor]) -> Tensor:
-    """The per-parameter update directions as one vector, in the buffer's order."""
-    return torch.cat([g.reshape(-1) for g in grads])
+def flat_grad(grads: list[Tensor] | Tensor) -> Tensor:
+    """The per-parameter update directions as one vector, in the buffer's order (a vector already
+    flat, as ``compile_step`` makes it, passes through)."""
+    return grads if isinstance(grads, Tensor) else torch.cat([g.reshape(-1) for g in grads])
 
 
 def is_view_of(params: list[nn.Parameter], flat: Tensor) -> bool:

@@ -46,9 +46,22 @@ class Update(NamedTuple):
 # -- building blocks ---------------------------------------------------------------------------
 
 
+def flatten(a: Tensors) -> Tensor:
+    """The tensors of a list as one vector (differentiable: its backward splits the gradient)."""
+    return torch.cat([t.reshape(-1) for t in a])
+
+
 def dot(a: Tensors, b: Tensors) -> Tensor:
-    """<a, b> summed over all tensors of the two lists."""
-    return sum((x * y).sum() for x, y in zip(a, b, strict=True))
+    """<a, b> summed over all tensors of the two lists.
+
+    One product of two concatenated vectors rather than a product and a sum per tensor: on small
+    networks each operation's dispatch costs more than its arithmetic, and a field has two tensors
+    per layer (its backward, in the Jacobian products, shrinks the same way)."""
+    if len(a) != len(b):
+        raise ValueError(f"dot of lists of different lengths ({len(a)} and {len(b)})")
+    if not a:
+        return torch.zeros(())
+    return torch.dot(flatten(a), flatten(b))
 
 
 def sq_norm(a: Tensors) -> Tensor:
@@ -60,8 +73,15 @@ def detach(a: Tensors) -> list[Tensor]:
 
 
 def axpy(alpha, x: Tensors, y: Tensors) -> list[Tensor]:
-    """y + alpha * x, elementwise over the lists."""
-    return [b + alpha * a for a, b in zip(x, y, strict=True)]
+    """y + alpha * x, elementwise over the lists (alpha a number or a scalar tensor)."""
+    if len(x) != len(y):
+        raise ValueError(f"axpy of lists of different lengths ({len(x)} and {len(y)})")
+    if not x:
+        return []
+    # foreach: one dispatch for the whole list, differentiable like the per-tensor form
+    if isinstance(alpha, Tensor):
+        return list(torch._foreach_add(list(y), torch._foreach_mul(list(x), alpha)))
+    return list(torch._foreach_add(list(y), list(x), alpha=alpha))
 
 
 def grad(output: Tensor, inputs: Tensors, *, create_graph: bool = False) -> list[Tensor]:

@@ -52,6 +52,8 @@ def test_step_cost_rows(smoke):
     assert {r["method"] for r in rows} == {"simgd", "altgd", "conopt", "jare", "sga", "jare+compile"}
     assert all(r["baseline_ms"] > 0 and r["ours_ms"] > 0 for r in rows)
     assert all(r["ours_over_simgd"] == 1.0 for r in rows if r["method"] == "simgd")
+    floors = {r["size"]: r["lightning_floor_ms"] for r in rows}  # one empty-step floor per size
+    assert set(floors) == {"ring8", "dcgan8"} and all(0 < f < r["ours_ms"] for r in rows for f in [floors[r["size"]]])
 
 
 def test_compile_experiment_rows(smoke):

@@ -42,6 +42,16 @@ def test_every_direction_equals_the_game_algebra(cls, kw, loss, batch64):
         torch.testing.assert_close(stats[key].to(value), value)
 
 
+def test_the_flat_update_is_the_concatenated_direction(batch64):
+    real, z = batch64
+    model = mlp_gan(JARE, loss="zero_sum", gamma=10.0)
+    args = (model.generator, model.discriminator, model.loss_fn, True, model.functional_rule())
+    pg, pd = ({n: p.detach() for n, p in net.named_parameters()} for net in (model.generator, model.discriminator))
+    by_tensor, flat_u = compiled.step_function(*args)(pg, pd, real, z), compiled.step_function(*args, True)(pg, pd, real, z)
+    for dicts, vector in zip(by_tensor[4:6], flat_u[4:6]):
+        assert vector.ndim == 1 and torch.equal(vector, flat(list(dicts.values())))
+
+
 def train(compile_step: bool, steps: int = 6, cls=JARE, **kw):
     torch.manual_seed(0)
     model = cls(MLPGenerator(4, 2, 8, 2), MLPDiscriminator(2, 8, 2), latent_dim=4, loss="zero_sum",
@@ -50,15 +60,16 @@ def train(compile_step: bool, steps: int = 6, cls=JARE, **kw):
     return model
 
 
-def test_a_compiled_run_trains_like_the_eager_one():
-    eager, fast = train(False, gamma=10.0), train(True, gamma=10.0)
+@pytest.mark.parametrize("flat_buffers", [True, False])
+def test_a_compiled_run_trains_like_the_eager_one(flat_buffers):
+    eager, fast = train(False, gamma=10.0), train(True, gamma=10.0, flat_buffers=flat_buffers)
     for (name, a), b in zip(eager.state_dict().items(), fast.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
     assert fast._compiled is None  # released after the fit
 
 
 def test_a_failing_compiler_falls_back_to_the_eager_path(monkeypatch):
-    def broken(fn):
+    def broken(fn, **options):
         def call(*args):
             raise RuntimeError("no C++ compiler")
         return call

@@ -79,6 +79,16 @@ def test_frozen_parameters_are_not_players():
     assert [t.shape for t in g] == [p.shape for p in model.params_g]
 
 
+def test_the_hook_name_shortcut_leaves_module_attributes_alone():
+    """TwoPlayerGAN.__setattr__ skips nn.Module's checks for Lightning's hook name only."""
+    model = mlp_gan(Vanilla)
+    model._current_fx_name = "training_step"
+    assert model._current_fx_name == "training_step" and "_current_fx_name" not in model._modules
+    model.extra = nn.Linear(2, 2)
+    model.scale = nn.Parameter(torch.ones(()))
+    assert "extra" in model._modules and "scale" in model._parameters
+
+
 def test_one_optimizer_with_a_group_per_player():
     model = mlp_gan(Vanilla, optimizer=lambda p: RMSpropTF(p, lr=1e-3), lr_d=5e-4)
     opt = model.configure_optimizers()
