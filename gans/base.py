@@ -84,10 +84,19 @@ class TwoPlayerGAN(pl.LightningModule):
             differently, faster on small networks (compilation takes 10-20 s). One process,
             float32/64, networks without buffers (no BatchNorm), simultaneous updates. If
             compilation fails, training warns and continues on the eager path.
+        discriminator_pass: ``joint`` evaluates D once on the real and generated batches
+            concatenated (half the operations, larger matrix products), ``separate`` twice, as
+            the papers' code does; the same numbers when D treats samples independently.
+            ``auto`` (default) takes ``joint`` when D has no buffers and a dry batch shows its
+            logits do not depend on the rest of the batch (no BatchNorm, spectral norm,
+            minibatch statistics or dropout), unless the method is faster without it (JARE);
+            otherwise ``separate``. ``joint`` on a D that fails the check is refused.
     """
 
     #: whether ``direction`` differentiates the field again (then xi keeps its graph)
     second_order: bool = False
+    #: whether ``discriminator_pass="auto"`` should join D's two batches (when D allows it)
+    joint_pass_pays: bool = True
 
     def __init__(
         self,
@@ -103,6 +112,7 @@ class TwoPlayerGAN(pl.LightningModule):
         ema_rampup: float | None = None,
         flat_buffers: bool = True,
         compile_step: bool = False,
+        discriminator_pass: Literal["auto", "joint", "separate"] = "auto",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=_hparams_to_ignore("generator", "discriminator", "optimizer"))
@@ -121,6 +131,9 @@ class TwoPlayerGAN(pl.LightningModule):
         self._images_per_iteration = 0
         self.flat_buffers, self._flat = flat_buffers, None
         self.compile_step, self._compiled = compile_step, None
+        if discriminator_pass not in ("auto", "joint", "separate"):
+            raise ValueError(f"discriminator_pass must be 'auto', 'joint' or 'separate', got {discriminator_pass!r}")
+        self.discriminator_pass, self._joint_d = discriminator_pass, None  # resolved on the first batch
         self._players: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
 
     def __setattr__(self, name: str, value) -> None:
@@ -182,7 +195,42 @@ class TwoPlayerGAN(pl.LightningModule):
 
     def _losses(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         fake = self.generator(z)
+        if self._joint_d is None:
+            self.resolve_discriminator_pass(fake.detach())
+        if self._joint_d:
+            logits = self._logits(torch.cat([real, fake]))
+            return self.loss_fn(logits[:real.shape[0]], logits[real.shape[0]:])
         return self.loss_fn(self._logits(real), self._logits(fake))
+
+    def resolve_discriminator_pass(self, samples: Tensor) -> bool:
+        """Settle ``discriminator_pass`` (whether D sees the real and generated batches as one batch)
+        with a check on ``samples``, a batch of at least two; raises if ``joint`` was asked for and D
+        cannot take it."""
+        wanted = self.discriminator_pass == "joint" or (self.discriminator_pass == "auto" and self.joint_pass_pays)
+        problem = self._joint_pass_problem(samples) if wanted else None
+        if problem is not None and self.discriminator_pass == "joint":
+            raise ValueError(f"discriminator_pass='joint' cannot be used with discriminator "
+                             f"{type(self.discriminator).__name__}: {problem}. Pass --model.discriminator_pass "
+                             f"separate (or auto, which picks separate for it).")
+        self._joint_d = wanted and problem is None
+        return self._joint_d
+
+    def _joint_pass_problem(self, samples: Tensor) -> str | None:
+        """Why D's logits on a concatenated batch could differ from its logits on the parts (None: they
+        do not, on ``samples`` split in two)."""
+        if any(True for _ in self.discriminator.buffers()):
+            return ("it has buffers (BatchNorm statistics, spectral-norm vectors), which one pass on the "
+                    "concatenated batch updates differently from two passes")
+        if samples.shape[0] < 2:
+            return "a batch of one sample cannot show whether its logits depend on the rest of the batch"
+        half = samples.shape[0] // 2
+        with torch.no_grad(), preserved_buffers(self.discriminator):
+            joint = self._logits(samples)
+            parts = torch.cat([self._logits(samples[:half]), self._logits(samples[half:])])
+        if not torch.allclose(joint, parts, rtol=1e-4, atol=1e-5 * max(1.0, float(parts.abs().max()))):
+            return ("its logit for a sample depends on the other samples of the batch (BatchNorm, minibatch "
+                    "statistics, dropout)")
+        return None
 
     def _field(self, real: Tensor, z: Tensor, create_graph: bool | None = None
                ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor]]:
@@ -295,6 +343,7 @@ class TwoPlayerGAN(pl.LightningModule):
             except Exception as err:
                 raise ValueError(f"discriminator {d_name} failed on a batch of shape {tuple(fake.shape)}: {err}") from err
             self.check_discriminator_output(out)
+        self.resolve_discriminator_pass(fake)
 
     def check_discriminator_output(self, logits) -> None:
         """Raise a clear error unless D's output on the dry batch is one logit per sample."""

@@ -90,13 +90,17 @@ def sga(lam: float, align: bool, align_dim: int, eps: float = 0.1) -> Rule:
 
 
 def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool, rule: Rule,
-                  flat_update: bool = False):
+                  flat_update: bool = False, joint_d: bool = False):
     """f(pg, pd, real, z) -> (loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats): the field at the given
     parameters and the rule's direction, a pure function that torch.compile can compile. With
     ``flat_update`` each player's u is one vector in parameter order (``gans.flat``'s layout), so
-    the concatenation fuses into the kernels that compute u."""
+    the concatenation fuses into the kernels that compute u; with ``joint_d`` D sees the real and
+    generated batches as one (``TwoPlayerGAN``'s ``discriminator_pass``)."""
     def losses(pg: Params, pd: Params, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         fake = functional_call(generator, pg, (z,))
+        if joint_d:
+            logits = functional_call(discriminator, pd, (torch.cat([real, fake]),)).reshape(-1)
+            return loss_fn(logits[:real.shape[0]], logits[real.shape[0]:])
         return loss_fn(functional_call(discriminator, pd, (real,)).reshape(-1),
                        functional_call(discriminator, pd, (fake,)).reshape(-1))
 
@@ -156,7 +160,7 @@ class CompiledStep:
                        for net in (module.generator, module.discriminator)]
         self.flat_update = module._flat is not None  # the optimizer steps flat buffers: hand it flat vectors
         fn = step_function(module.generator, module.discriminator, module.loss_fn, is_zero_sum(module.loss_name),
-                           rule, self.flat_update)
+                           rule, self.flat_update, bool(module._joint_d))
         # On CPU, a C++ wrapper calls the compiled kernels instead of Python: the graph of a small
         # network is hundreds of kernel calls, and this makes its call 1.2-1.3 x faster.
         self.fn = torch.compile(fn, options={"cpp_wrapper": True} if module.device.type == "cpu" else None)

@@ -114,7 +114,11 @@ class SemiStyleGAN(TwoPlayerGAN):
                              f"smoothness={smoothness!r}, code_sampling={code_sampling!r}")
         if r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1, got {r1_interval}")
-        super().__init__(generator, discriminator, latent_dim=derived, loss="ns", **kwargs)
+        if kwargs.pop("discriminator_pass", "separate") == "joint":
+            raise ValueError("discriminator_pass='joint' does not apply to SemiStyleGAN: its discriminator also "
+                             "encodes codes and sees each batch of its phases separately")
+        super().__init__(generator, discriminator, latent_dim=derived, loss="ns", discriminator_pass="separate",
+                         **kwargs)
         self.factor_sizes = list(factor_sizes) if factor_sizes is not None else None
         self.factors = list(factors) if factors is not None else None
         self.code_sampling, self.squared = code_sampling, squared

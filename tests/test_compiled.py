@@ -17,18 +17,20 @@ METHODS = [(Vanilla, {}), (ConOpt, {"gamma": 10.0}), (JARE, {"gamma": 100.0}), (
 
 
 def functional(model, real, z):
-    """The uncompiled step function at the model's parameters."""
+    """The uncompiled step function at the model's parameters (D's pass as the model was told)."""
     step = compiled.step_function(model.generator, model.discriminator, model.loss_fn,
-                                  is_zero_sum(model.loss_name), model.functional_rule())
+                                  is_zero_sum(model.loss_name), model.functional_rule(),
+                                  joint_d=model.discriminator_pass == "joint")
     pg, pd = ({n: p.detach() for n, p in net.named_parameters()} for net in (model.generator, model.discriminator))
     return step(pg, pd, real, z)
 
 
+@pytest.mark.parametrize("discriminator_pass", ["joint", "separate"])
 @pytest.mark.parametrize("loss", ["zero_sum", "ns"])
 @pytest.mark.parametrize("cls,kw", METHODS, ids=lambda x: x.__name__ if isinstance(x, type) else str(x))
-def test_every_direction_equals_the_game_algebra(cls, kw, loss, batch64):
+def test_every_direction_equals_the_game_algebra(cls, kw, loss, discriminator_pass, batch64):
     real, z = batch64
-    model = mlp_gan(cls, loss=loss, **kw)
+    model = mlp_gan(cls, loss=loss, discriminator_pass=discriminator_pass, **kw)
     loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats = functional(model, real, z)
     g, d = model.update_direction(real, z)
     torch.testing.assert_close(flat([*u_g.values(), *u_d.values()]), flat(g + d), rtol=1e-10, atol=1e-12)

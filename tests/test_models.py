@@ -230,3 +230,54 @@ def test_flat_buffers_are_views_and_moving_the_model_is_caught():
     with pytest.raises(RuntimeError, match="no longer live in the optimizer's flat buffers"):
         zero = torch.zeros((), dtype=torch.float64)
         model.apply_update(opt, zero, zero, [torch.zeros_like(p) for p in model.params_g], None)
+
+
+class CentredDiscriminator(nn.Module):
+    """Logits of the samples minus their batch mean: each logit depends on the whole batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x):
+        out = self.lin(x)
+        return out - out.mean()
+
+
+@pytest.mark.parametrize("discriminator,expected", [
+    (None, True), (BNDiscriminator(), False), (CentredDiscriminator(), False),
+    (nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.5), nn.Linear(8, 1)), False),
+    (nn.utils.parametrizations.spectral_norm(nn.Linear(2, 1)), False)],
+    ids=["mlp", "batchnorm", "batch-mean", "dropout", "spectral-norm"])
+def test_auto_takes_the_joint_discriminator_pass_only_where_it_computes_the_same(discriminator, expected):
+    model = mlp_gan(Vanilla)
+    if discriminator is not None:
+        model.discriminator = discriminator.double()
+    model.check_networks()
+    assert model._joint_d is expected
+
+
+@pytest.mark.parametrize("cls,kw", METHODS + [(Vanilla, {"loss": "ns"})], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_the_joint_pass_gives_the_separate_passes_direction(cls, kw, batch64):
+    real, z = batch64
+    joint, separate = (mlp_gan(cls, discriminator_pass=p, **kw) for p in ("joint", "separate"))
+    for a, b in zip(joint.update_direction(real, z), separate.update_direction(real, z)):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
+    assert joint._joint_d is True and separate._joint_d is False
+
+
+def test_a_joint_pass_the_discriminator_cannot_take_is_refused_with_the_fix():
+    model = bn_gan(Vanilla, "ns", discriminator_pass="joint")
+    with pytest.raises(ValueError, match="discriminator_pass='joint' cannot be used with discriminator "
+                                         "BNDiscriminator: it has buffers.*discriminator_pass separate"):
+        quiet_trainer(1).fit(model, datamodule=MixtureOfGaussians(batch_size=8, batches_per_epoch=1))
+    with pytest.raises(ValueError, match="discriminator_pass must be 'auto', 'joint' or 'separate'"):
+        mlp_gan(Vanilla, discriminator_pass="together")
+
+
+def test_auto_keeps_jare_on_separate_passes():
+    assert mlp_gan(JARE, gamma=1.0).resolve_discriminator_pass(torch.randn(4, 2, dtype=torch.float64)) is False
+    assert mlp_gan(ConOpt, gamma=1.0).resolve_discriminator_pass(torch.randn(4, 2, dtype=torch.float64)) is True
+    assert mlp_gan(JARE, gamma=1.0, discriminator_pass="joint").resolve_discriminator_pass(
+        torch.randn(4, 2, dtype=torch.float64)) is True
