@@ -161,6 +161,11 @@ class CompiledStep:
         self.flat_update = module._flat is not None  # the optimizer steps flat buffers: hand it flat vectors
         fn = step_function(module.generator, module.discriminator, module.loss_fn, is_zero_sum(module.loss_name),
                            rule, self.flat_update, bool(module._joint_d))
+        # Every model's step is a new closure of the same code, and torch.compile keeps at most
+        # ``recompile_limit`` (8) versions per code: the ninth model fitted in one process would run
+        # uncompiled. A clean state before an unrelated compilation is what PyTorch recommends
+        # (other compiled functions of the process recompile on their next call, from the disk cache).
+        torch.compiler.reset()
         # On CPU, a C++ wrapper calls the compiled kernels instead of Python: the graph of a small
         # network is hundreds of kernel calls, and this makes its call 1.2-1.3 x faster.
         self.fn = torch.compile(fn, options={"cpp_wrapper": True} if module.device.type == "cpu" else None)

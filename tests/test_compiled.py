@@ -83,6 +83,18 @@ def test_a_failing_compiler_falls_back_to_the_eager_path(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(eager.state_dict().values(), fallback.state_dict().values()))
 
 
+def test_models_fitted_one_after_another_all_run_compiled(monkeypatch, caplog):
+    """Each model's step is a new closure of one code object; past torch.compile's recompile limit
+    it would silently run eager. A limit of 1 makes the second model hit it unless the cache is reset."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    with caplog.at_level("WARNING"):
+        first, second = train(True, steps=2, gamma=10.0), train(True, steps=2, gamma=3.0)
+    assert not [r for r in caplog.records if "recompile_limit" in r.getMessage()]
+    assert first._compiled is None and second._compiled is None  # fitted, released
+
+
 def test_what_it_cannot_do_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="Vanilla with these options has no compiled step.*compile_step false"):
         train(True, cls=Vanilla, update="alternating")
