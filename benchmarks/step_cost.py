@@ -51,9 +51,15 @@ METHODS = {
     "sga": ("sga", ["--model.lam", "1"]),
 }
 WEIGHTS = {"conopt": {"gamma": 10.0}, "jare": {"gamma": 1000.0}, "sga": {"lam": 1.0}}
-#: ``--compiled`` adds these methods again with ``compile_step`` (gans.compiled), as "<method>+compile"
+#: ``--compiled`` adds these methods again with ``compile_step`` (gans.compiled), as "<method>+compile";
+#: ``--joint`` adds every method again with D on one concatenated batch, as "<method>+joint"
 COMPILED = ("simgd", "conopt", "jare", "sga")
-SUFFIX = "+compile"
+VARIANTS = {"+compile": ["--model.compile_step", "true"], "+joint": ["--model.discriminator_pass", "joint"]}
+
+
+def plain(method: str) -> str:
+    """The method of a row ("jare+compile" -> "jare")."""
+    return method.split("+")[0]
 SIZES = {
     "ring256": {"label": "ring, 4 x 256 MLPs (JARE paper), batch 128", "width": 256, "depth": 4, "latent": 64,
                 "std": 2.0, "batch": 128},
@@ -114,9 +120,8 @@ def model_options(size: dict) -> list[str]:
 def ours(method: str, size: dict, steps: int, folder: str, device: str) -> list[float]:
     import train
 
-    name, extra = METHODS[method.removesuffix(SUFFIX)]
-    if method.endswith(SUFFIX):
-        extra = [*extra, "--model.compile_step", "true"]
+    name, extra = METHODS[plain(method)]
+    extra = [*extra, *VARIANTS.get(method[len(plain(method)):], [])]
     train.main(["--model", name, *model_options(size), *extra, "--trainer.callbacks=[]",
                 "--trainer.callbacks+=benchmarks.step_cost.StepTimer", "--trainer.max_steps", str(steps),
                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -206,11 +211,11 @@ def measure(sizes: dict, methods: list[str], warmup: int, repeats: int, iteratio
     with tempfile.TemporaryDirectory() as folder:
         for key, size in sizes.items():
             for method in methods:
-                plain = method.removesuffix(SUFFIX)  # a compiled row shares its method's eager loop
-                if (key, plain) not in baselines:
-                    baselines[key, plain] = peak(lambda: block_median(baseline(plain, size, steps, device), warmup,
-                                                                      repeats, iterations), device)
-                base, base_mib = baselines[key, plain]
+                loop = plain(method)  # a variant's row shares its method's eager loop
+                if (key, loop) not in baselines:
+                    baselines[key, loop] = peak(lambda: block_median(baseline(loop, size, steps, device), warmup,
+                                                                     repeats, iterations), device)
+                base, base_mib = baselines[key, loop]
                 mine, mine_mib = peak(lambda: block_median(ours(method, size, steps, folder, device), warmup, repeats,
                                                            iterations), device)
                 rows.append({"size": key, "label": size["label"], "method": method, "baseline_ms": 1000 * base,
@@ -234,7 +239,7 @@ def tf_reference(python: str, size: dict, methods: list[str], repeats: int, iter
     import json
     import subprocess
 
-    have = [m for m in dict.fromkeys(m.removesuffix(SUFFIX) for m in methods) if m in ("simgd", "jare", "conopt")]
+    have = [m for m in dict.fromkeys(plain(m) for m in methods) if m in ("simgd", "jare", "conopt")]
     if not have:
         return {}
     cmd = [python, str(Path(__file__).with_name("tf_reference.py")), "--methods", *have, "--width", str(size["width"]),
@@ -253,7 +258,7 @@ def add_tf_columns(rows: list[dict], python: str, repeats: int, iterations: int)
         ms = tf_reference(python, SIZES.get(key, SMOKE.get(key)), [r["method"] for r in rows if r["size"] == key],
                           repeats, iterations)
         for row in rows:
-            tf = ms.get(row["method"].removesuffix(SUFFIX)) if row["size"] == key else None
+            tf = ms.get(plain(row["method"])) if row["size"] == key else None
             if tf is not None:
                 row["tf_ms"], row["ours_over_tf"] = tf, row["ours_ms"] / tf
 
@@ -269,15 +274,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--compiled", action="store_true",
                         help=f"also time {', '.join(COMPILED)} with --model.compile_step true (compilation in the "
                              f"warm-up; about 15 s each)")
+    parser.add_argument("--joint", action="store_true",
+                        help="also time every method with --model.discriminator_pass joint (D on one batch)")
+    parser.add_argument("--results", default="step_cost", help="name of the results file (benchmarks/results/NAME.json)")
     parser.add_argument("--tf-python", help="a Python with TensorFlow: adds the graph-mode reference of "
                                             "benchmarks/tf_reference.py, timed in this run (ring sizes)")
     args = parser.parse_args(argv)
     quiet()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.smoke:
-        rows = measure(SMOKE, [*METHODS, "jare" + SUFFIX], warmup=2, repeats=2, iterations=2)
+        rows = measure(SMOKE, [*METHODS, "jare+compile", "simgd+joint"], warmup=2, repeats=2, iterations=2)
     else:
-        methods = [*args.methods, *(m + SUFFIX for m in COMPILED if args.compiled and m in args.methods)]
+        methods = [*args.methods, *(m + "+compile" for m in COMPILED if args.compiled and m in args.methods),
+                   *(m + "+joint" for m in args.methods if args.joint)]
         rows = measure({k: SIZES[k] for k in args.sizes}, methods, warmup=10, repeats=args.repeats,
                        iterations=args.iterations, device=args.device)
     if args.tf_python:
@@ -295,7 +304,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if floor is not None:
             print(f"{key}: Lightning's loop alone (an empty training step on this data): {floor:.3f} ms per iteration")
     print(f"mkl_on_amd: {mkl_on_amd.status}")
-    write_results("step_cost" if args.device == "cpu" else f"step_cost_{args.device.split(':')[0]}", rows,
+    write_results(args.results if args.device == "cpu" else f"{args.results}_{args.device.split(':')[0]}", rows,
                   args.smoke, device=args.device)
     return rows
 

@@ -84,19 +84,16 @@ class TwoPlayerGAN(pl.LightningModule):
             differently, faster on small networks (compilation takes 10-20 s). One process,
             float32/64, networks without buffers (no BatchNorm), simultaneous updates. If
             compilation fails, training warns and continues on the eager path.
-        discriminator_pass: ``joint`` evaluates D once on the real and generated batches
-            concatenated (half the operations, larger matrix products), ``separate`` twice, as
-            the papers' code does; the same numbers when D treats samples independently.
-            ``auto`` (default) takes ``joint`` when D has no buffers and a dry batch shows its
-            logits do not depend on the rest of the batch (no BatchNorm, spectral norm,
-            minibatch statistics or dropout), unless the method is faster without it (JARE);
-            otherwise ``separate``. ``joint`` on a D that fails the check is refused.
+        discriminator_pass: ``separate`` evaluates D on the real and on the generated batch, as
+            the papers' code does; ``joint`` once on the two concatenated (half the operations,
+            larger products): the same numbers up to rounding, faster or slower depending on the
+            method and the networks (docs/benchmarks.md). ``joint`` needs a D without buffers whose
+            logits do not depend on the rest of the batch (no BatchNorm, spectral norm, minibatch
+            statistics or dropout): checked on a dry batch, refused otherwise.
     """
 
     #: whether ``direction`` differentiates the field again (then xi keeps its graph)
     second_order: bool = False
-    #: whether ``discriminator_pass="auto"`` should join D's two batches (when D allows it)
-    joint_pass_pays: bool = True
 
     def __init__(
         self,
@@ -112,7 +109,7 @@ class TwoPlayerGAN(pl.LightningModule):
         ema_rampup: float | None = None,
         flat_buffers: bool = True,
         compile_step: bool = False,
-        discriminator_pass: Literal["auto", "joint", "separate"] = "auto",
+        discriminator_pass: Literal["separate", "joint"] = "separate",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=_hparams_to_ignore("generator", "discriminator", "optimizer"))
@@ -131,9 +128,10 @@ class TwoPlayerGAN(pl.LightningModule):
         self._images_per_iteration = 0
         self.flat_buffers, self._flat = flat_buffers, None
         self.compile_step, self._compiled = compile_step, None
-        if discriminator_pass not in ("auto", "joint", "separate"):
-            raise ValueError(f"discriminator_pass must be 'auto', 'joint' or 'separate', got {discriminator_pass!r}")
-        self.discriminator_pass, self._joint_d = discriminator_pass, None  # resolved on the first batch
+        if discriminator_pass not in ("separate", "joint"):
+            raise ValueError(f"discriminator_pass must be 'separate' or 'joint', got {discriminator_pass!r}")
+        # joint only once D has passed the check (on the dry batch, or on the first batch without a trainer)
+        self.discriminator_pass, self._joint_d = discriminator_pass, None if discriminator_pass == "joint" else False
         self._players: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
 
     def __setattr__(self, name: str, value) -> None:
@@ -203,16 +201,15 @@ class TwoPlayerGAN(pl.LightningModule):
         return self.loss_fn(self._logits(real), self._logits(fake))
 
     def resolve_discriminator_pass(self, samples: Tensor) -> bool:
-        """Settle ``discriminator_pass`` (whether D sees the real and generated batches as one batch)
-        with a check on ``samples``, a batch of at least two; raises if ``joint`` was asked for and D
-        cannot take it."""
-        wanted = self.discriminator_pass == "joint" or (self.discriminator_pass == "auto" and self.joint_pass_pays)
-        problem = self._joint_pass_problem(samples) if wanted else None
-        if problem is not None and self.discriminator_pass == "joint":
-            raise ValueError(f"discriminator_pass='joint' cannot be used with discriminator "
-                             f"{type(self.discriminator).__name__}: {problem}. Pass --model.discriminator_pass "
-                             f"separate (or auto, which picks separate for it).")
-        self._joint_d = wanted and problem is None
+        """Whether D sees the real and generated batches as one batch: with ``joint``, after a check
+        on ``samples`` (a batch of at least two) that raises if D cannot take it."""
+        if self.discriminator_pass == "joint":
+            problem = self._joint_pass_problem(samples)
+            if problem is not None:
+                raise ValueError(f"discriminator_pass='joint' cannot be used with discriminator "
+                                 f"{type(self.discriminator).__name__}: {problem}. Pass --model.discriminator_pass "
+                                 f"separate.")
+        self._joint_d = self.discriminator_pass == "joint"
         return self._joint_d
 
     def _joint_pass_problem(self, samples: Tensor) -> str | None:

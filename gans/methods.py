@@ -41,10 +41,6 @@ class JARE(TwoPlayerGAN):
     """
 
     second_order = True
-    # Each of JARE's two products runs through one branch of D's double backward (the real batch
-    # does not depend on phi); joined with the real batch, the generated one's product runs over
-    # both halves: 17% slower on the ring MLPs, where the other methods gain from one pass.
-    joint_pass_pays = False
 
     def __init__(self, *args, gamma: float = 100.0, **kwargs):
         super().__init__(*args, **kwargs)

