@@ -457,9 +457,9 @@ class TwoPlayerGAN(pl.LightningModule):
     def _log_step(self, loss_g: Tensor, loss_d: Tensor, xi_g, xi_d, stats: dict[str, Tensor]) -> None:
         metrics = {"loss/generator": loss_g, "loss/discriminator": loss_d}
         if xi_g is not None:
-            metrics["grad_norm/generator"] = game.sq_norm(game.detach(xi_g)).sqrt()
+            metrics["grad_norm/generator"] = game.norm(game.detach(xi_g))
         if xi_d is not None:
-            metrics["grad_norm/discriminator"] = game.sq_norm(game.detach(xi_d)).sqrt()
+            metrics["grad_norm/discriminator"] = game.norm(game.detach(xi_d))
         metrics.update(stats)
         self.log_dict({k: v.detach().float() for k, v in metrics.items()}, on_step=True, on_epoch=False,
                       sync_dist=rank_and_world()[1] > 1)

@@ -182,6 +182,33 @@ def test_jvp_and_vjp_against_explicit_jacobian(batch64):
     torch.testing.assert_close(flat(game.vjp(xi_g + xi_d, params, v)), H.T @ flat(v), rtol=1e-10, atol=1e-12)
 
 
+def test_seeded_vjp_is_the_gradient_of_the_inner_product(batch64):
+    """``vjp`` seeds the backward pass with v instead of differentiating <xi, v>: the same seeds, so
+    the same numbers bit for bit; a field entry without a graph contributes nothing."""
+    real, z = batch64
+    m = mlp_gan(Vanilla, loss="ns")
+    params = m.params_g + m.params_d
+    loss_g, loss_d = m._losses(real, z)
+    field = sum(game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True), [])
+    torch.manual_seed(4)
+    v = [torch.randn_like(p) for p in params]
+    for a, b in zip(game.vjp(field, params, v), game.grad(game.dot(field, v), params)):
+        assert torch.equal(a, b)
+    # a parameter that does not reach its loss: its field entry is a constant zero without a graph
+    constant = [torch.zeros_like(field[0]), *field[1:]]
+    expected = game.grad(game.dot(field[1:], v[1:]), params)
+    for a, b in zip(game.vjp(constant, params, v), expected):
+        assert torch.equal(a, b)
+    assert all(torch.equal(t, torch.zeros_like(p)) for t, p in zip(game.vjp(constant[:1], params, v[:1]), params))
+
+
+def test_norm_is_the_square_root_of_the_squared_norm():
+    torch.manual_seed(5)
+    a = [torch.randn(3, 4, dtype=torch.float64), torch.randn(7, dtype=torch.float64)]
+    assert game.norm(a).item() == pytest.approx(game.sq_norm(a).sqrt().item(), rel=1e-14)
+    assert game.norm([]).item() == 0.0
+
+
 @pytest.mark.parametrize("cls,kw", [(JARE, {"gamma": 0.5}), (ConOpt, {"gamma": 0.5}), (SGA, {"lam": 0.5}),
                                     (SGA, {"lam": 0.5, "align": False})])
 def test_differentiable_direction_has_the_fd_jacobian(cls, kw, batch64):
