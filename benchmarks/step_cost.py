@@ -8,11 +8,15 @@ batch 512) and on the 32x32 DCGAN (batch 64).
     python benchmarks/step_cost.py --smoke            # tiny sizes, seconds (CI)
     python benchmarks/step_cost.py --device cuda --sizes dcgan   # on a GPU (benchmarks/gpu_check.sh)
     python benchmarks/step_cost.py --tf-python /tmp/tfenv/bin/python   # + the TF graph-mode reference
+    python benchmarks/step_cost.py --runs 3           # the whole measurement three times: medians and ranges
 
 On AMD processors ``mkl_on_amd`` is loaded first, as train.py does (``GAN_DYNAMICS_MKL_AMD=0``
 measures MKL's generic path instead); its status goes into the results file.
 
 Each time is the median over ``--repeats`` blocks of ``--iterations`` iterations after a warm-up.
+On a shared machine the speed drifts over minutes more than within a block, so ``--runs N``
+repeats the whole measurement (every row, the TF reference too) N times one after the other and
+reports per row the median of each time and ratio, and the range of the ratios over the runs.
 Prints the table (baseline ms, ours ms, ours / baseline, ours / our simultaneous GD, and with
 ``--tf-python`` TF ms and ours / TF), then on CPU the floor of each size: an iteration of Lightning's
 loop whose training step does nothing but an optimizer step, on the same data. Writes
@@ -263,6 +267,35 @@ def add_tf_columns(rows: list[dict], python: str, repeats: int, iterations: int)
                 row["tf_ms"], row["ours_over_tf"] = tf, row["ours_ms"] / tf
 
 
+#: the entries of a row that ``combine`` takes the median of
+TIMES = ("baseline_ms", "ours_ms", "ours_over_baseline", "ours_over_simgd", "tf_ms", "ours_over_tf",
+         "lightning_floor_ms")
+
+
+def combine(runs: list[list[dict]]) -> list[dict]:
+    """One row per (size, method) from several runs of ``measure``: the median over the runs of
+    every time and ratio, the range of ``ours_over_baseline`` and ``ours_over_tf``, and ``runs``."""
+    rows = []
+    for group in zip(*runs, strict=True):
+        if len({(r["size"], r["method"]) for r in group}) != 1:
+            raise ValueError("the runs measured different rows")
+        row = {**group[0], "runs": len(group)}
+        for key in TIMES:
+            values = [r[key] for r in group if r.get(key) is not None]
+            if values:
+                row[key] = statistics.median(values)
+                if key in ("ours_over_baseline", "ours_over_tf"):
+                    row[f"{key}_range"] = [min(values), max(values)]
+        rows.append(row)
+    return rows
+
+
+def ratio(row: dict, key: str) -> str:
+    """``key`` of the row, with its range over the runs when there were several."""
+    low, high = row.get(f"{key}_range", [row[key]] * 2)
+    return f"{row[key]:.2f}" + (f" ({low:.2f}-{high:.2f})" if high > low else "")
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few iterations (CI)")
@@ -276,6 +309,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                              f"warm-up; about 15 s each)")
     parser.add_argument("--joint", action="store_true",
                         help="also time every method with --model.discriminator_pass joint (D on one batch)")
+    parser.add_argument("--runs", type=int, default=1, help="repeat the whole measurement; medians and ranges")
     parser.add_argument("--results", default="step_cost", help="name of the results file (benchmarks/results/NAME.json)")
     parser.add_argument("--tf-python", help="a Python with TensorFlow: adds the graph-mode reference of "
                                             "benchmarks/tf_reference.py, timed in this run (ring sizes)")
@@ -283,22 +317,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
     quiet()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.smoke:
-        rows = measure(SMOKE, [*METHODS, "jare+compile", "simgd+joint"], warmup=2, repeats=2, iterations=2)
+        sizes, methods = SMOKE, [*METHODS, "jare+compile", "simgd+joint"]
+        timing = dict(warmup=2, repeats=2, iterations=2)
     else:
+        sizes = {k: SIZES[k] for k in args.sizes}
         methods = [*args.methods, *(m + "+compile" for m in COMPILED if args.compiled and m in args.methods),
                    *(m + "+joint" for m in args.methods if args.joint)]
-        rows = measure({k: SIZES[k] for k in args.sizes}, methods, warmup=10, repeats=args.repeats,
-                       iterations=args.iterations, device=args.device)
-    if args.tf_python:
-        add_tf_columns(rows, args.tf_python, args.repeats, args.iterations)
-    print(f"{'size':46s} {'method':14s} {'baseline ms':>11s} {'ours ms':>8s} {'ours/base':>9s} {'/simgd':>7s} "
-          f"{'TF ms':>6s} {'ours/TF':>7s} {'peak MiB (base/ours)':>21s}")
+        timing = dict(warmup=10, repeats=args.repeats, iterations=args.iterations)
+    runs = []
+    for _ in range(args.runs):
+        rows = measure(sizes, methods, **timing, device=args.device)
+        if args.tf_python:
+            add_tf_columns(rows, args.tf_python, args.repeats, args.iterations)
+        runs.append(rows)
+    rows = combine(runs)
+    width = 9 if args.runs == 1 else 21
+    print(f"{'size':46s} {'method':14s} {'baseline ms':>11s} {'ours ms':>8s} {'ours/base':>{width}s} {'/simgd':>7s} "
+          f"{'TF ms':>6s} {'ours/TF':>{width}s} {'peak MiB (base/ours)':>21s}")
     for r in rows:
         rel = f"{r['ours_over_simgd']:7.2f}" if r["ours_over_simgd"] else " " * 7
-        tf = f"{r['tf_ms']:6.2f} {r['ours_over_tf']:7.2f}" if "tf_ms" in r else f"{'-':>6s} {'-':>7s}"
+        tf = f"{r['tf_ms']:6.2f} {ratio(r, 'ours_over_tf'):>{width}s}" if "tf_ms" in r else f"{'-':>6s} {'-':>{width}s}"
         mem = f"{r['baseline_peak_mib']:.0f}/{r['ours_peak_mib']:.0f}" if r["ours_peak_mib"] is not None else "n/a (CPU)"
         print(f"{r['label']:46s} {r['method']:14s} {r['baseline_ms']:11.2f} {r['ours_ms']:8.2f} "
-              f"{r['ours_over_baseline']:9.2f} {rel} {tf} {mem:>21s}")
+              f"{ratio(r, 'ours_over_baseline'):>{width}s} {rel} {tf} {mem:>21s}")
     for key in dict.fromkeys(r["size"] for r in rows):
         floor = next(r.get("lightning_floor_ms") for r in rows if r["size"] == key)
         if floor is not None:

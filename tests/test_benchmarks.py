@@ -56,6 +56,27 @@ def test_step_cost_rows(smoke):
     assert set(floors) == {"ring8", "dcgan8"} and all(0 < f < r["ours_ms"] for r in rows for f in [floors[r["size"]]])
 
 
+def test_step_cost_combines_runs_into_medians_and_ranges():
+    from benchmarks import step_cost
+
+    def row(method, base, ours, tf=None):
+        out = {"size": "ring16", "method": method, "baseline_ms": base, "ours_ms": ours,
+               "ours_over_baseline": ours / base, "ours_over_simgd": None}
+        return {**out, "tf_ms": tf, "ours_over_tf": ours / tf} if tf else out
+
+    runs = [[row("jare", 2.0, 1.0, 0.5), row("sga", 4.0, 4.0)],
+            [row("jare", 2.0, 3.0, 1.0), row("sga", 4.0, 2.0)],
+            [row("jare", 4.0, 2.0, 1.0), row("sga", 4.0, 3.0)]]
+    jare, sga = step_cost.combine(runs)
+    assert (jare["baseline_ms"], jare["ours_ms"], jare["tf_ms"], jare["runs"]) == (2.0, 2.0, 1.0, 3)
+    assert jare["ours_over_baseline"] == 0.5 and jare["ours_over_baseline_range"] == [0.5, 1.5]  # median of ratios
+    assert jare["ours_over_tf_range"] == [2.0, 3.0] and "tf_ms" not in sga
+    assert step_cost.ratio(jare, "ours_over_baseline") == "0.50 (0.50-1.50)"
+    assert step_cost.ratio(step_cost.combine(runs[:1])[0], "ours_over_baseline") == "0.50"
+    with pytest.raises(ValueError, match="different rows"):
+        step_cost.combine([runs[0], runs[1][::-1]])
+
+
 def test_compile_experiment_rows(smoke):
     """The torch.func form of JARE's direction (what torch.compile would compile) equals our path."""
     rows = smoke["compile_experiment"]
