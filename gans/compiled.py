@@ -5,9 +5,9 @@ cannot trace: AOTAutograd has no double backward. Here the same formulas are wri
 torch.func: the field is ``grad`` of the losses, H^T v comes from the ``vjp`` of the field and H v
 from its ``jvp``, so a whole direction is a function of (parameters, real batch, z) that compiles
 into one graph. Compiled, this is faster where per-operation overhead dominates the iteration
-(ConOpt's and JARE's steps 2.2 x and 1.7 x on the 4 x 16 ring MLPs), less so where matrix products
-do, and slower on convolutional networks (docs/benchmarks.md). ``tests/test_compiled.py`` holds
-every rule equal to ``gans.game``.
+(ConOpt's and JARE's iterations 2.4 x and 2.5 x on the 4 x 16 ring MLPs), less so where matrix
+products do; on the 32x32 DCGAN JARE gains 1.2 x and simultaneous GD loses 1.4 x
+(docs/benchmarks.md). ``tests/test_compiled.py`` holds every rule equal to ``gans.game``.
 
 Parameters are dicts ``{name: tensor}`` as ``torch.func.functional_call`` takes them; a
 *direction rule* maps (xi_g, xi_d, products) to (u_g, u_d, stats), where ``products.ht(v_g, v_d)``
