@@ -137,8 +137,14 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
     def cross_field(pg: Params, pd: Params, real: Tensor, z: Tensor):
         """((xi_g, xi_d), cross, (loss_g, loss_d)): each player's field as a function of the other
         player's parameters, whose vjps are the off-diagonal products (H21^T v_d, H12^T v_g)."""
-        xi_d, h21t, both = vjp(lambda a: grad(loss_of(1, real, z), argnums=1, has_aux=True)(a, pd), pg, has_aux=True)
-        xi_g, h12t = vjp(lambda b: grad(loss_of(0, real, z), argnums=0, has_aux=True)(pg, b)[0], pd)
+        def xi_d_of(a: Params):  # (xi_d, both losses) at generator parameters a
+            return grad(loss_of(1, real, z), argnums=1, has_aux=True)(a, pd)
+
+        def xi_g_of(b: Params):  # xi_g at discriminator parameters b
+            return grad(loss_of(0, real, z), argnums=0, has_aux=True)(pg, b)[0]
+
+        xi_d, h21t, both = vjp(xi_d_of, pg, has_aux=True)
+        xi_g, h12t = vjp(xi_g_of, pd)
         return (xi_g, xi_d), lambda v_g, v_d: (h21t(v_d)[0], h12t(v_g)[0]), both
 
     def step(pg: Params, pd: Params, real: Tensor, z: Tensor):
@@ -146,9 +152,12 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
             (xi_g, xi_d), cross, (loss_g, loss_d) = cross_field(pg, pd, real, z)
             products = Products(cross=cross)
         else:
-            (xi_g, xi_d), full, (loss_g, loss_d) = vjp(lambda a, b: field(a, b, real, z), pg, pd, has_aux=True)
-            products = Products(ht=lambda v_g, v_d: full((v_g, v_d)),
-                                hv=lambda v_g, v_d: jvp(lambda a, b: field(a, b, real, z)[0], (pg, pd), (v_g, v_d))[1])
+            (xi_g, xi_d), h_t, (loss_g, loss_d) = vjp(lambda a, b: field(a, b, real, z), pg, pd, has_aux=True)
+
+            def hv(v_g: Params, v_d: Params) -> tuple[Params, Params]:
+                return jvp(lambda a, b: field(a, b, real, z)[0], (pg, pd), (v_g, v_d))[1]
+
+            products = Products(ht=lambda v_g, v_d: h_t((v_g, v_d)), hv=hv)
         u_g, u_d, stats = rule.direction(xi_g, xi_d, products)
         if flat_update:
             u_g, u_d = (torch.cat([t.reshape(-1) for t in u.values()]) for u in (u_g, u_d))
