@@ -3,6 +3,7 @@ of an iteration goes (operators by self time, Lightning hooks, our functions).
 
     python benchmarks/profile_step.py --method jare --size ring256
     python benchmarks/profile_step.py --method simgd --size dcgan --rows 40 --trace trace.json
+    python benchmarks/profile_step.py --method jare --size ring16 --variant compile   # with compile_step
 
 Prints the operators table (self CPU time, calls); ``--trace`` also writes a Chrome trace
 (chrome://tracing, Perfetto) of the profiled iterations.
@@ -25,7 +26,7 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, schedule  # noqa: E402
 
 from benchmarks.common import quiet  # noqa: E402
-from benchmarks.step_cost import METHODS, SIZES, model_options  # noqa: E402
+from benchmarks.step_cost import METHODS, SIZES, VARIANTS, model_options  # noqa: E402
 
 
 class Profiled(pl.Callback):
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--method", choices=list(METHODS), default="jare")
     parser.add_argument("--size", choices=sorted(SIZES), default="ring256")
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--variant", choices=[v.lstrip("+") for v in VARIANTS], default=None,
+                        help="compile: --model.compile_step true (compiled in the warm-up); joint: "
+                             "--model.discriminator_pass joint")
     parser.add_argument("--trace", type=Path, default=None, help="write a Chrome trace here")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -61,6 +65,7 @@ def main(argv: list[str] | None = None):
     import train
 
     name, extra = METHODS[args.method]
+    extra = [*extra, *VARIANTS.get(f"+{args.variant}", [])]
     with tempfile.TemporaryDirectory() as folder:
         train.main(["--model", name, *model_options(SIZES[args.size]), *extra, "--trainer.callbacks=[]",
                     "--trainer.callbacks+=benchmarks.profile_step.Profiled",

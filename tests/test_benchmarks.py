@@ -77,6 +77,23 @@ def test_step_cost_combines_runs_into_medians_and_ranges():
         step_cost.combine([runs[0], runs[1][::-1]])
 
 
+def test_profile_step_profiles_the_asked_variant():
+    """profile_step profiles the iterations of the asked method and variant: 30 steps, whose matrix
+    products are the networks' (a joint D pass runs D's 5 layers once for both batches)."""
+    from benchmarks import profile_step
+
+    def counts(variant):
+        argv = ["--method", "simgd", "--size", "ring16", "--rows", "3"] + (["--variant", variant] if variant else [])
+        events = {e.key: e.count for e in profile_step.main(argv).key_averages()}
+        return events["ProfilerStep*"], events["aten::addmm"] + events.get("aten::mm", 0)
+
+    (steps, separate), (_, joint) = counts(None), counts("joint")
+    assert steps == profile_step.Profiled.active
+    # joint saves, per step, the real batch's own D pass: 5 forward products, 5 weight-gradient
+    # products (summed over both batches in one) and 4 input-gradient products (none for the data)
+    assert separate - joint == 14 * steps
+
+
 def test_compile_experiment_rows(smoke):
     """The torch.func form of JARE's direction (what torch.compile would compile) equals our path."""
     rows = smoke["compile_experiment"]
