@@ -35,7 +35,10 @@ from jsonargparse import ArgumentParser  # noqa: E402
 from pytorch_lightning.cli import LightningCLI  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_info  # noqa: E402
 
+import yaml  # noqa: E402
+
 from gans import MODELS, TwoPlayerGAN  # noqa: E402
+from gans.base import OBJECT_ARGUMENTS  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_MODEL = "jare"
@@ -135,6 +138,19 @@ class GanCLI(LightningCLI):
         if self.config.get("ckpt_path") == "last":
             self.config["ckpt_path"] = resume_in_place(self.config["trainer"])
         slurm_run_folder(self.config["trainer"])
+
+    def after_instantiate_classes(self) -> None:
+        record_object_arguments(self.model, yaml.safe_load(self.parser.dump(self.config, skip_none=False))["model"])
+
+
+def record_object_arguments(model: pl.LightningModule, model_config: dict) -> None:
+    """Put the ``class_path`` configs of the networks and the optimizer into the model's
+    hyperparameters (the model leaves the objects out): checkpoints then rebuild the whole model
+    with ``load_from_checkpoint(path)``, no arguments needed."""
+    init_args = model_config.get("init_args", {})
+    for name in OBJECT_ARGUMENTS:
+        if name in init_args:
+            model.hparams[name] = init_args[name]
 
 
 def resume_in_place(trainer_config) -> str:

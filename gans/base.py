@@ -42,14 +42,10 @@ def _value(loss: Tensor | None) -> str:
     return "not computed" if loss is None else f"{float(loss):.4g}"
 
 
-def _hparams_to_ignore(*objects: str) -> list[str]:
-    """Networks and optimizer factories passed as Python objects are not hyperparameters (the
-    networks' weights are in the state dict). Under LightningCLI the hyperparameters hold their
-    ``class_path`` configs instead, which is what lets ``load_from_checkpoint`` rebuild a model
-    without arguments: keep those. (Lightning marks that case with a context variable.)"""
-    from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
-
-    return [] if _given_hyperparameters.get() is not None else list(objects)
+#: constructor arguments that are Python objects rather than hyperparameters: the networks' weights
+#: are in the state dict, and train.py records their ``class_path`` configs in the hyperparameters
+#: itself (``train.GanCLI``), which is what lets ``load_from_checkpoint`` rebuild a model without arguments
+OBJECT_ARGUMENTS = ("generator", "discriminator", "optimizer")
 
 
 class TwoPlayerGAN(pl.LightningModule):
@@ -112,7 +108,7 @@ class TwoPlayerGAN(pl.LightningModule):
         discriminator_pass: Literal["separate", "joint"] = "separate",
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=_hparams_to_ignore("generator", "discriminator", "optimizer"))
+        self.save_hyperparameters(ignore=list(OBJECT_ARGUMENTS))
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim, self.latent_std, self.lr_d = latent_dim, latent_std, lr_d
