@@ -37,8 +37,16 @@ from pytorch_lightning.utilities import rank_zero_info  # noqa: E402
 
 import yaml  # noqa: E402
 
+from pytorch_lightning.callbacks.progress import ProgressBar  # noqa: E402
+from pytorch_lightning.plugins import TorchCheckpointIO  # noqa: E402
+
+from callbacks.checkpoint import FinalCheckpoint  # noqa: E402
+from callbacks.progress import IterationProgressBar  # noqa: E402
 from gans import MODELS, TwoPlayerGAN  # noqa: E402
 from gans.base import OBJECT_ARGUMENTS  # noqa: E402
+from gans.checkpoint import (AtomicCheckpointIO, CheckpointError, changed_settings, iteration,  # noqa: E402
+                             model_class_path, read_checkpoint)
+from gans.threads import choose_threads  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_MODEL = "jare"
@@ -127,6 +135,10 @@ class GanCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="checkpoint to resume from: a path, or 'last' for the newest run of the logger folder")
+        parser.add_argument("--threads", type=int | None, default=None,
+                            help="compute threads per training process (default: the cores this process may use, "
+                                 "shared among the run's processes on this machine, less those other processes keep "
+                                 "busy)")
 
     def parse_arguments(self, parser, args) -> None:
         try:
@@ -135,12 +147,53 @@ class GanCLI(LightningCLI):
             raise fail(short_error(err, parser)) from None
 
     def before_instantiate_classes(self) -> None:
+        trainer = self.config["trainer"]
+        set_threads(self.config.get("threads"), trainer)
+        place_run_folder(trainer, self.config["model"]["class_path"])
         if self.config.get("ckpt_path") == "last":
-            self.config["ckpt_path"] = resume_in_place(self.config["trainer"])
-        slurm_run_folder(self.config["trainer"])
+            self.config["ckpt_path"] = resume_in_place(trainer)
+        if self.config.get("ckpt_path") not in (None, *LIGHTNING_CKPT_NAMES):
+            step = check_resume(self.config["ckpt_path"], yaml.safe_load(self.parser.dump(self.config)))
+            # the run folder's config.yaml is the record of how the run started: a resume writes its own
+            self.save_config_kwargs["config_filename"] = f"config_resumed_{step}.yaml"
+        slurm_run_folder(trainer)
 
     def after_instantiate_classes(self) -> None:
-        record_object_arguments(self.model, yaml.safe_load(self.parser.dump(self.config, skip_none=False))["model"])
+        record_object_arguments(self.model, self.config_dump["model"])  # the config the model was built from
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a checkpoint_io of the user's stays
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        self.trainer.callbacks.append(FinalCheckpoint())
+        bar = self.trainer.progress_bar_callback
+        if bar is not None and not configured(self.config["trainer"], ProgressBar):
+            # Lightning's default bar counts the batches of an epoch: count the run's iterations
+            self.trainer.callbacks[self.trainer.callbacks.index(bar)] = IterationProgressBar()
+
+
+def set_threads(requested: int | None, trainer_config) -> None:
+    """Each process's compute threads (``gans.threads.choose_threads``); the environment carries the
+    number to launched processes and keeps Lightning's own per-process default out."""
+    devices = trainer_config.get("devices")
+    local = devices if isinstance(devices, int) and devices > 0 else len(devices) if isinstance(devices, list) else 1
+    try:
+        threads, note = choose_threads(requested, local)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    if note:
+        rank_zero_info(note)
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def configured(trainer_config, base: type) -> bool:
+    """Whether the config's callbacks include one of class ``base``."""
+    def cls(class_path: str) -> type:
+        module, name = class_path.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)
+    return any(issubclass(cls(c.class_path), base) for c in trainer_config.get("callbacks") or [])
+
+
+#: ``--ckpt_path`` values Lightning resolves itself (SLURM's "hpc" checkpoint, ...)
+LIGHTNING_CKPT_NAMES = ("hpc", "best", "registry")
 
 
 def record_object_arguments(model: pl.LightningModule, model_config: dict) -> None:
@@ -151,6 +204,56 @@ def record_object_arguments(model: pl.LightningModule, model_config: dict) -> No
     for name in OBJECT_ARGUMENTS:
         if name in init_args:
             model.hparams[name] = init_args[name]
+
+
+def place_run_folder(trainer_config, model_class_path: str) -> None:
+    """Where the run folder goes. ``--trainer.default_root_dir DIR`` is the root of a relative logger
+    ``save_dir`` (the presets' ``runs``): the run folder is then ``DIR/runs/<name>/version_<N>``.
+    Without a logger (``--trainer.logger false``) a run gets a folder of its own,
+    ``runs/<model>/version_<N>`` (or DIR), instead of writing into the current folder."""
+    root = trainer_config.get("default_root_dir")
+    logger = trainer_config.get("logger")
+    init = getattr(logger, "init_args", None)
+    if root is not None and init is not None and "save_dir" in init and not Path(init.save_dir).is_absolute():
+        init.save_dir = str(Path(root) / init.save_dir)
+    if logger in (False, None) and root is None:
+        # launched processes (game_ddp's popen) inherit the folder rank 0 chose
+        folder = os.environ.get(RUN_FOLDER_ENV) or str(next_version_folder(Path("runs") / model_class_path.rsplit(".", 1)[-1].lower()))
+        os.environ[RUN_FOLDER_ENV] = trainer_config["default_root_dir"] = folder
+
+
+RUN_FOLDER_ENV = "GAN_DYNAMICS_RUN_FOLDER"
+
+
+def next_version_folder(parent: Path) -> Path:
+    taken = [int(p.name.split("_")[-1]) for p in parent.glob("version_*") if p.name.split("_")[-1].isdigit()]
+    return parent / f"version_{max(taken, default=-1) + 1}"
+
+
+def check_resume(ckpt_path: str, config: dict) -> int:
+    """Refuse, in one line, a resume that would not continue the run: an unreadable checkpoint, one
+    of another model, changed model or data settings (they would be silently replaced by the
+    checkpoint's), or nothing left to train. Returns the checkpoint's iteration."""
+    try:
+        checkpoint = read_checkpoint(ckpt_path)
+    except CheckpointError as err:
+        raise fail(str(err)) from None
+    step = iteration(checkpoint)
+    run_config = Path(ckpt_path).resolve().parent.parent / "config.yaml"
+    own = f"resume with its own config (--config {run_config})" if run_config.is_file() else "resume with its settings"
+    recorded = model_class_path(checkpoint)
+    if recorded is not None and recorded != config["model"]["class_path"]:
+        raise fail(f"--ckpt_path {ckpt_path} was written by {recorded}, not {config['model']['class_path']}: {own}")
+    changed = [] if recorded is None else changed_settings(checkpoint.get("hyper_parameters", {}), config["model"], "model")
+    changed += changed_settings(checkpoint.get("datamodule_hyper_parameters", {}), config.get("data") or {}, "data")
+    if changed:
+        raise fail(f"--ckpt_path {ckpt_path} was written with other settings ({'; '.join(changed)}); a resume continues "
+                   f"the run as it was: {own}, or start a new run without --ckpt_path")
+    max_steps = config["trainer"].get("max_steps") or -1
+    if 0 < max_steps <= step:
+        raise fail(f"nothing to train: --ckpt_path {ckpt_path} is at iteration {step} and --trainer.max_steps is "
+                   f"{max_steps}; raise --trainer.max_steps to continue the run")
+    return step
 
 
 def resume_in_place(trainer_config) -> str:
@@ -181,7 +284,9 @@ def slurm_run_folder(trainer_config) -> None:
 def summary(trainer: pl.Trainer) -> str:
     """The closing line: what each callback with a ``summary()`` reports, and where the run folder is."""
     parts = [s for cb in trainer.callbacks if callable(getattr(cb, "summary", None)) and (s := cb.summary())]
-    return "Done: " + " | ".join(parts + [f"{trainer.global_step} iterations", f"run folder {trainer.log_dir}"])
+    skipped = trainer.lightning_module.skipped
+    iterations = f"{trainer.global_step} iterations" + (f" ({skipped} skipped: non-finite)" if skipped else "")
+    return "Done: " + " | ".join(parts + [iterations, f"run folder {trainer.log_dir}"])
 
 
 class PrintSummary(pl.Callback):

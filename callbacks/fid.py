@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     """FID of a saved checkpoint's generator (the EMA one when it has one) against its data."""
     import argparse
 
-    from gans.sample import load_datamodule, load_model
+    from gans.checkpoint import CheckpointError, load_datamodule, load_model
 
     parser = argparse.ArgumentParser(prog="python -m callbacks.fid", description=main.__doc__)
     parser.add_argument("checkpoint", type=Path)
@@ -335,9 +335,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kid", action="store_true", help="also the kernel inception distance")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    if not args.checkpoint.is_file():
-        parser.error(f"no checkpoint at {args.checkpoint}")
-    model, data = load_model(args.checkpoint).to(args.device), load_datamodule(args.checkpoint)
+    try:
+        model, data = load_model(args.checkpoint).to(args.device), load_datamodule(args.checkpoint)
+    except CheckpointError as err:
+        parser.error(str(err))
     if data is None or not hasattr(data, "eval_dataset"):
         parser.error("the checkpoint's datamodule is not an image datamodule (no eval_dataset())")
     metric = FID(num_samples=args.num_samples, feature_extractor=args.features, feature_weights_path=args.weights,

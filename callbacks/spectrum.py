@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> Path:
     import argparse
 
     from callbacks.jacobian_spectrum import eigenvalue_figure
-    from gans.sample import load_datamodule, load_model
+    from gans.checkpoint import CheckpointError, load_datamodule, load_model
 
     parser = argparse.ArgumentParser(prog="python -m callbacks.spectrum", description=main.__doc__)
     parser.add_argument("checkpoint", type=Path)
@@ -297,9 +297,13 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if not args.checkpoint.is_file():
         parser.error(f"no checkpoint at {args.checkpoint}")
-    model, data = load_model(args.checkpoint), load_datamodule(args.checkpoint)
+    try:
+        model, data = load_model(args.checkpoint), load_datamodule(args.checkpoint)
+    except CheckpointError as err:
+        parser.error(str(err))
     if not hasattr(data, "eval_samples"):
-        parser.error("the checkpoint's datamodule has no eval_samples(n) to take real data from")
+        parser.error(f"the checkpoint's datamodule ({type(data).__name__}) gives no real data: it has no "
+                     f"eval_samples(n) (the mixtures and every image and factor datamodule of the project have it)")
     n = args.batch_size * args.num_batches
     reals = list(data.eval_samples(n).split(args.batch_size))
     zs = list(model.sample_latent(n, torch.Generator().manual_seed(args.seed)).split(args.batch_size))

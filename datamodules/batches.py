@@ -15,12 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset, default_collate, get_worker_info
 
-
-def seeded(*key: int) -> torch.Generator:
-    """A generator for the stream named by integers, e.g. (seed, batch index): distinct streams for
-    distinct keys. (A CPU generator keeps only 32 bits of its seed, so the key is hashed into 32
-    bits rather than packed into a wide integer.)"""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([k % 2**63 for k in key]).generate_state(1)[0]))
+from gans.streams import seeded
 
 
 class IndexedBatches(IterableDataset):

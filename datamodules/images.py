@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.batches import IndexedBatches, ShuffledBatches
+from gans.streams import seeded
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -205,6 +206,15 @@ class ImageDataModule(pl.LightningDataModule):
     def eval_dataset(self) -> Dataset:
         """The deterministic (image, label) data set (the training data: there is no augmentation)."""
         return self.dataset
+
+    def eval_samples(self, n: int) -> Tensor:
+        """n fixed real images (B, C, H, W) of ``eval_dataset``, the same on every call: a seeded
+        choice without replacement (with replacement when the data set is smaller than n)."""
+        data = self.eval_dataset()
+        order = seeded(self.seed, -1)
+        picks = (torch.randperm(len(data), generator=order)[:n] if n <= len(data)
+                 else torch.randint(len(data), (n,), generator=order))
+        return torch.stack([data[int(i)][0] for i in picks])
 
     def fingerprint(self) -> str:
         """A short hex digest of the data: class, resolution, channels, size and content."""

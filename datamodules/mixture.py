@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datamodules.batches import IndexedBatches, seeded
+from datamodules.batches import IndexedBatches
+from gans.streams import seeded
 
 DEFAULT_STD = {"ring": 0.01, "grid": 0.05}
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator, Literal
+import os
+from typing import Callable, Iterator, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -17,8 +18,13 @@ from torch import Tensor, nn
 from gans import compiled, flat, game
 from gans.distributed import mean_across_processes, rank_and_world
 from gans.losses import get_loss, is_zero_sum
+from gans.streams import seeded
 
 DRY_BATCH = 4
+#: under ``on_nonfinite="skip"``, a run that skips more than half of this many recent iterations stops
+SKIP_WINDOW = 100
+#: the key of the training stream (latent codes and every other draw of a training step), after the run's seed
+TRAINING_STREAM = 0x6C6174
 
 
 class NonFiniteError(FloatingPointError):
@@ -65,7 +71,8 @@ class TwoPlayerGAN(pl.LightningModule):
         on_nonfinite: what a non-finite loss or update does: ``stop`` raises ``NonFiniteError``
             before the parameters are touched (the last checkpoint stays as it was); ``skip``
             leaves the parameters as they are for that iteration and counts it in
-            ``nonfinite/skipped``.
+            ``nonfinite/skipped``; a run that skips more than half of the last
+            ``SKIP_WINDOW`` iterations has diverged and stops with ``NonFiniteError`` too.
         ema_half_life: keep ``generator_ema``, an exponential moving average of the generator's
             weights whose half-life is this many training images (StyleGAN2-ADA's ``ema_kimg``
             times 1000; 10,000 there). ``sample`` and the metric callbacks use it. None: no EMA.
@@ -117,6 +124,7 @@ class TwoPlayerGAN(pl.LightningModule):
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         self.on_nonfinite, self.skipped = on_nonfinite, 0
+        self._recent_skips: list[int] = []  # iterations skipped among the last SKIP_WINDOW
         if ema_half_life is not None and ema_half_life <= 0:
             raise ValueError(f"ema_half_life must be a positive number of images (or None for no EMA), got {ema_half_life}")
         self.ema_half_life, self.ema_rampup = ema_half_life, ema_rampup
@@ -129,6 +137,7 @@ class TwoPlayerGAN(pl.LightningModule):
         # joint only once D has passed the check (on the dry batch, or on the first batch without a trainer)
         self.discriminator_pass, self._joint_d = discriminator_pass, None if discriminator_pass == "joint" else False
         self._players: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
+        self._training_rng: torch.Generator | None = None
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets ``_current_fx_name`` around every hook it calls, 24 times an iteration, and
@@ -155,6 +164,8 @@ class TwoPlayerGAN(pl.LightningModule):
         # The players are fixed while fitting (the optimizer holds them); walking the module tree
         # for them dozens of times per iteration is a measurable share of a small model's step.
         self._players = (self.params_g, self.params_d)
+        if self._training_rng is None:  # not restored from a checkpoint, nor left by an earlier fit
+            self._training_rng = seeded(self.run_seed(), TRAINING_STREAM)
         self._compiled = compiled.CompiledStep(self) if self.compile_step else None
 
     def on_fit_end(self) -> None:
@@ -172,12 +183,32 @@ class TwoPlayerGAN(pl.LightningModule):
         z = torch.randn(n, self.latent_dim, generator=generator, dtype=dtype)
         return (self.latent_std * z).to(self.device)
 
-    def latent_shard(self, n: int) -> Tensor:
-        """This process's n latent codes of the iteration: every process draws the global batch of
-        n * world codes from the (equally seeded) global generator and keeps its slice, so W
-        processes with batch n train on exactly the codes one process with batch W * n would."""
+    def run_seed(self) -> int:
+        """The seed of this run: ``seed_everything``'s (Lightning records it in ``PL_GLOBAL_SEED``,
+        which launched processes inherit), else the seed torch's global generator was last given;
+        rank 0's on every process."""
+        seed = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
+        return int(self.trainer.strategy.broadcast(seed)) if self._trainer is not None else seed
+
+    @property
+    def training_rng(self) -> torch.Generator:
+        """The generator of every draw of a training step (latent codes, ...): seeded from the run's
+        seed when fitting starts and saved in checkpoints, so what training draws depends on nothing
+        else that consumed random numbers, on one process or several."""
+        if self._training_rng is None:
+            self._training_rng = seeded(self.run_seed(), TRAINING_STREAM)
+        return self._training_rng
+
+    def draw_shard(self, n: int, draw: Callable[[int, torch.Generator], Tensor]) -> Tensor:
+        """This process's n rows of a draw of the iteration: every process draws the global n * world
+        rows from the training stream with ``draw(count, generator)`` and keeps its slice, so W
+        processes with batch n draw exactly what one process with batch W * n would."""
         rank, world = rank_and_world()
-        return self.sample_latent(n * world)[rank * n:(rank + 1) * n]
+        return draw(n * world, self.training_rng)[rank * n:(rank + 1) * n]
+
+    def latent_shard(self, n: int) -> Tensor:
+        """This process's n latent codes of the iteration (``draw_shard``)."""
+        return self.draw_shard(n, self.sample_latent)
 
     @staticmethod
     def reduce() -> game.Reduce:
@@ -383,12 +414,19 @@ class TwoPlayerGAN(pl.LightningModule):
         self._images_per_iteration = self._real(batch).shape[0] * rank_and_world()[1]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The latent codes come from the global generator: its state makes a resumed run draw the
-        # codes the interrupted one would have drawn next.
+        # The training stream's state makes a resumed run draw the codes the interrupted one would
+        # have drawn next; the global generator's, the randomness inside the networks (dropout, noise).
+        checkpoint["training_rng"] = self.training_rng.get_state()
+        checkpoint["nonfinite_skipped"] = {"total": self.skipped, "recent": self._recent_skips}
         checkpoint["rng_state"] = {"cpu": torch.get_rng_state(),
                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        skipped = checkpoint.get("nonfinite_skipped", {})
+        self.skipped, self._recent_skips = skipped.get("total", 0), list(skipped.get("recent", []))
+        if "training_rng" in checkpoint:
+            self._training_rng = torch.Generator()
+            self._training_rng.set_state(checkpoint["training_rng"])
         state = checkpoint.get("rng_state")
         if state is not None:
             torch.set_rng_state(state["cpu"])
@@ -417,7 +455,14 @@ class TwoPlayerGAN(pl.LightningModule):
         if self.on_nonfinite == "skip":
             self.skipped += 1
             self.log("nonfinite/skipped", float(self.skipped), on_step=True, on_epoch=False)
-            return False
+            step = self.global_step
+            self._recent_skips = [s for s in self._recent_skips if s > step - SKIP_WINDOW] + [step]
+            if len(self._recent_skips) <= SKIP_WINDOW // 2:
+                return False
+            raise NonFiniteError(
+                f"iteration {step}: {len(self._recent_skips)} of the last {SKIP_WINDOW} iterations had a non-finite "
+                f"loss or update and were skipped ({self.skipped} in all): the run has diverged. The last checkpoint "
+                f"is intact; lower the learning rate or the regulariser weight and start again or resume from it.")
         norm_g, norm_d = (float(torch.linalg.vector_norm(g) if isinstance(g, Tensor) else
                                 torch.nn.utils.get_total_norm(g)) if g is not None else 0.0 for g in (grads_g, grads_d))
         raise NonFiniteError(

@@ -20,7 +20,7 @@ from torchvision.utils import save_image
 
 from callbacks.image_grid import image_grid
 from datamodules.images import FileImages
-from gans.sample import load_model
+from gans.checkpoint import CheckpointError, load_model
 from gans.semistylegan import SemiStyleGAN
 
 
@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> Path:
             parser.error(f"no {what} at {path}")
     if not 0 <= args.value <= 1:
         parser.error(f"--value must be in [0, 1] (codes are normalised factor values), got {args.value}")
-    model = load_model(args.checkpoint)
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as err:
+        parser.error(str(err))
     if not isinstance(model, SemiStyleGAN):
         parser.error(f"{args.checkpoint} holds a {type(model).__name__}, not a SemiStyleGAN")
     channels, resolution = model.generator.channels, model.generator.resolution

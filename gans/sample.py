@@ -9,45 +9,11 @@ is a mixture). Models with a generator EMA sample from it.
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 
-from gans.base import TwoPlayerGAN
-
-
-def _hparams(checkpoint: str | Path, key: str) -> dict:
-    """One entry of a checkpoint, memory-mapped: the weights are not read for it."""
-    return torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get(key, {})
-
-
-def _class(class_path: str, base: type) -> type:
-    module, name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name)
-    if not issubclass(cls, base):
-        raise TypeError(f"{class_path} in the checkpoint is not a {base.__name__}")
-    return cls
-
-
-def load_model(checkpoint: str | Path) -> TwoPlayerGAN:
-    """The model of a ``train.py`` checkpoint, networks included (their class paths are saved with it)."""
-    hparams = _hparams(checkpoint, "hyper_parameters")
-    if "_class_path" not in hparams:
-        raise ValueError(f"{checkpoint} was not written by train.py (no model class path in its hyperparameters); "
-                         f"use YourModel.load_from_checkpoint(path, generator=..., discriminator=...)")
-    cls = _class(hparams["_class_path"], TwoPlayerGAN)
-    return cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
-
-
-def load_datamodule(checkpoint: str | Path) -> pl.LightningDataModule | None:
-    """The datamodule a ``train.py`` checkpoint was trained on, or None when it did not record one."""
-    hparams = _hparams(checkpoint, "datamodule_hyper_parameters")
-    if "_class_path" not in hparams:
-        return None
-    cls = _class(hparams["_class_path"], pl.LightningDataModule)
-    return cls.load_from_checkpoint(checkpoint, weights_only=False)
+from gans.checkpoint import CheckpointError, load_datamodule, load_model
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -57,9 +23,10 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent codes")
     parser.add_argument("--out", type=Path, default=Path("samples"), help="output path without extension")
     args = parser.parse_args(argv)
-    if not args.checkpoint.is_file():
-        parser.error(f"no checkpoint at {args.checkpoint}")
-    model = load_model(args.checkpoint)
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as err:
+        parser.error(str(err))
     samples = model.sample(args.num, torch.Generator().manual_seed(args.seed))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(samples, args.out.with_suffix(".pt"))

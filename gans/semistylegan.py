@@ -198,10 +198,19 @@ class SemiStyleGAN(TwoPlayerGAN):
         extra = (batch[3].to(images.dtype), pick(batch[4])) if len(batch) >= 5 else (None, None)
         return FactorBatch(images, pick(batch[1]), batch[2].bool(), *extra)
 
+    def mix_weights(self, n: int, training: bool) -> Tensor:
+        """n weights in [0, 1] for the smoothness term's mixes: from the training stream in a
+        training step, from a fixed generator otherwise (``losses`` and ``update_direction`` have no
+        side effects and give the same field every time)."""
+        def draw(count: int, generator: torch.Generator) -> Tensor:
+            return torch.rand(count, generator=generator)
+        return self.draw_shard(n, draw) if training else draw(n, torch.Generator().manual_seed(0))
+
     def loss_terms(self, batch: FactorBatch, latent: Tensor, phase: Literal["G", "D", "both"] = "both",
-                   r1: bool = False) -> dict[str, Tensor]:
+                   r1: bool = False, training: bool = False) -> dict[str, Tensor]:
         """The unweighted loss terms a phase needs (``player_losses`` weighs them); ``both`` shares
-        the generated batch between the players, as the simultaneous field needs."""
+        the generated batch between the players, as the simultaneous field needs. ``training``: the
+        random draws come from the training stream (``mix_weights``)."""
         G, D, sq, k = self.generator, self.discriminator, self.squared, self.code_dim
         c = latent[:, :k]
         with torch.set_grad_enabled(torch.is_grad_enabled() and phase != "D"):
@@ -211,7 +220,7 @@ class SemiStyleGAN(TwoPlayerGAN):
         if phase != "D":
             terms["g_adv"] = F.softplus(-d_fake.reshape(-1)).mean()
             if self.smooth_weight and self.smoothness == "codes":
-                c_mix = mix(c, c.roll(1, 0), torch.rand(len(c), device=c.device, dtype=c.dtype))
+                c_mix = mix(c, c.roll(1, 0), self.mix_weights(len(c), training).to(c))
                 terms["smooth"] = code_error(D(G(torch.cat([c_mix, latent[:, k:]], dim=1)))[1], c_mix, sq)
             if self.sup_weight_g and batch.labelled_codes is not None:
                 codes = batch.labelled_codes[:len(latent)]
@@ -228,7 +237,7 @@ class SemiStyleGAN(TwoPlayerGAN):
                 terms["sup"] = supervised_error(parts, sq, mean_count=lambda count: reduce([count])[0])
             if self.smooth_weight and self.smoothness == "images":
                 x, y = batch.labelled_images, batch.labelled_codes
-                lam = torch.rand(len(x), device=x.device, dtype=x.dtype)
+                lam = self.mix_weights(len(x), training).to(x)
                 terms["smooth"] = code_error(D(mix(x, x.roll(1, 0), lam))[1], mix(y, y.roll(1, 0), lam), sq)
             if r1:
                 terms["r1"] = r1_penalty(d_real, real)
@@ -271,16 +280,16 @@ class SemiStyleGAN(TwoPlayerGAN):
         r1 = self.r1_gamma > 0 and self.global_step % self.r1_interval == 0
         opt, reduce = self.optimizers(), self.reduce()
         if self.method == "alternating":
-            terms = self.loss_terms(batch, self.training_latent(batch), "D", r1)
+            terms = self.loss_terms(batch, self.training_latent(batch), "D", r1, training=True)
             _, loss_d = self.player_losses(terms)
             self.apply_update(opt, None, loss_d, None, reduce(game.grad(loss_d, self.params_d)), counted=False)
-            terms_g = self.loss_terms(batch, self.training_latent(batch), "G")
+            terms_g = self.loss_terms(batch, self.training_latent(batch), "G", training=True)
             loss_g, _ = self.player_losses(terms_g)
             self.apply_update(opt, loss_g, None, reduce(game.grad(loss_g, self.params_g)), None)
             terms.update({k: v for k, v in terms_g.items() if k != "unsup"})
         else:
             with self.full_precision():
-                terms = self.loss_terms(batch, self.training_latent(batch), "both", r1)
+                terms = self.loss_terms(batch, self.training_latent(batch), "both", r1, training=True)
                 loss_g, loss_d = self.player_losses(terms)
                 xi_g, xi_d = game.vector_field(loss_g, loss_d, self.params_g, self.params_d,
                                                create_graph=self.second_order)

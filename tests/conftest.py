@@ -9,6 +9,23 @@ def batch64():
     return torch.randn(7, 2, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64)
 
 
+@pytest.fixture(autouse=True)
+def _no_seed_from_an_earlier_test(monkeypatch):
+    """``pl.seed_everything`` records its seed in PL_GLOBAL_SEED, which a model takes as the run's
+    seed (``TwoPlayerGAN.run_seed``): each test starts without one left by another test."""
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fixed_threads():
+    """train.py chooses its threads by how busy the machine is (gans.threads); runs that a test
+    compares bit for bit must not round differently because another process was busy."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    yield
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _same_blas_in_subprocesses():
     """The test process imported torch before mkl_on_amd could act; train.py subprocesses would

@@ -88,8 +88,9 @@ def test_models_fitted_one_after_another_all_run_compiled(monkeypatch, caplog):
     it would silently run eager. A limit of 1 makes the second model hit it unless the cache is reset."""
     import torch._dynamo
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    with caplog.at_level("WARNING"):
+    # the config's own patch: a monkeypatch of this attribute deletes it on undo, and every later
+    # compilation in the process then fails
+    with torch._dynamo.config.patch(recompile_limit=1), caplog.at_level("WARNING"):
         first, second = train(True, steps=2, gamma=10.0), train(True, steps=2, gamma=3.0)
     assert not [r for r in caplog.records if "recompile_limit" in r.getMessage()]
     assert first._compiled is None and second._compiled is None  # fitted, released
@@ -105,12 +106,25 @@ def test_what_it_cannot_do_is_refused_with_the_fix():
         quiet_trainer(2).fit(bn, datamodule=MixtureOfGaussians(batch_size=16, batches_per_epoch=2))
 
 
-def test_the_command_line_option(tmp_path):
+def test_the_command_line_option(tmp_path, monkeypatch):
+    import warnings
+
     import train
 
-    trainer = train.main(["--model", "conopt", "--model.compile_step", "true", "--trainer.max_steps", "3",
-                          "--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
-                          "--trainer.callbacks=[]", "--trainer.enable_progress_bar", "false",
-                          "--trainer.logger.init_args.save_dir", str(tmp_path)])
-    assert trainer.global_step == 3 and trainer.lightning_module.compile_step
+    compiled_steps = []
+    call = compiled.CompiledStep.__call__
+
+    def counting(self, real, z):
+        step = call(self, real, z)
+        compiled_steps.append(step is not None)
+        return step
+
+    monkeypatch.setattr(compiled.CompiledStep, "__call__", counting)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="compile_step")  # a failed compilation fails the test
+        trainer = train.main(["--model", "conopt", "--model.compile_step", "true", "--trainer.max_steps", "3",
+                              "--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
+                              "--trainer.callbacks=[]", "--trainer.enable_progress_bar", "false",
+                              "--trainer.logger.init_args.save_dir", str(tmp_path)])
+    assert trainer.global_step == 3 and compiled_steps == [True] * 3  # every iteration ran compiled
     assert "compile_step: true" in (tmp_path / "conopt" / "version_0" / "config.yaml").read_text()

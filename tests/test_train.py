@@ -158,6 +158,7 @@ def test_every_config_parses_and_trains(tmp_path, config, capsys):
 
 def test_sample_from_checkpoint(tmp_path, capsys):
     from gans import sample
+    from gans.checkpoint import load_model
 
     run(tmp_path, "--model", "jare")
     ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
@@ -166,7 +167,7 @@ def test_sample_from_checkpoint(tmp_path, capsys):
     assert samples.shape == (300, 2)
     assert (tmp_path / "s" / "samples.png").stat().st_size > 1000
     assert "modes," in capsys.readouterr().out
-    model = sample.load_model(ckpt)
+    model = load_model(ckpt)
     assert type(model).__name__ == "JARE" and model.gamma == 100.0
 
 

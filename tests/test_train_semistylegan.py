@@ -74,7 +74,7 @@ def test_fine_variant_trains_and_edits_a_real_image(tmp_path, capsys):
     semistylegan(tmp_path, "--trainer.max_steps", "4", model="semistylegan_fine")
     ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
     from gans import edit
-    from gans.sample import load_model
+    from gans.checkpoint import load_model
 
     model = load_model(ckpt)
     assert model.reference.abs().sum() > 0  # reference images were stored for sampling

@@ -1,0 +1,80 @@
+"""Several training jobs on one machine: how long each takes alone and side by side, with each
+thread setting (`train.py --threads`, OpenMP's wait policy).
+
+    python benchmarks/co_running.py            # the table in the README (about 15 minutes on 2 cores)
+    python benchmarks/co_running.py --smoke    # tiny runs (CI)
+
+Each job is `python train.py --model jare --trainer.max_steps N` without callbacks or logger;
+the wall time of a job includes its start-up. Run it on an otherwise idle machine: the point is
+what the jobs do to each other. Prints a table and writes benchmarks/results/co_running.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import write_results  # noqa: E402
+
+TRAIN = Path(__file__).resolve().parents[1] / "train.py"
+
+#: (name, jobs at once, extra train.py arguments, environment) of each scenario
+SCENARIOS = [
+    ("alone, default threads", 1, [], {}),
+    ("alone, --threads 1", 1, ["--threads", "1"], {}),
+    ("alone, OMP_WAIT_POLICY=active", 1, [], {"OMP_WAIT_POLICY": "ACTIVE"}),
+    ("two at once, default threads", 2, [], {}),
+    ("two at once, --threads 1 each", 2, ["--threads", "1"], {}),
+    ("two at once, OMP_WAIT_POLICY=active", 2, [], {"OMP_WAIT_POLICY": "ACTIVE"}),
+    ("two at once, --threads 2 each", 2, ["--threads", "2"], {}),
+]
+
+
+def launch(steps: int, extra: list[str], env: dict, folder: str) -> subprocess.Popen:
+    cmd = [sys.executable, str(TRAIN), "--model", "jare", "--trainer.max_steps", str(steps), "--trainer.callbacks=[]",
+           "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+           "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", folder, *extra]
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    return subprocess.Popen(cmd, env={**clean, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def run_scenario(steps: int, jobs: int, extra: list[str], env: dict) -> list[float]:
+    """Wall seconds of each of ``jobs`` identical jobs started together."""
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        procs = [launch(steps, extra, env, str(Path(folder) / f"job{i}")) for i in range(jobs)]
+        seconds = []
+        for proc in procs:
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"a job failed: {err[-2000:]}")
+            seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--steps", type=int, default=1000)
+    args = parser.parse_args(argv)
+    steps = 20 if args.smoke else args.steps
+    scenarios = SCENARIOS[:2] if args.smoke else SCENARIOS
+    rows = []
+    print(f"{'scenario':40s} {'seconds per job':>20s}")
+    for name, jobs, extra, env in scenarios:
+        seconds = run_scenario(steps, jobs, extra, env)
+        rows.append({"scenario": name, "jobs": jobs, "args": extra, "env": env, "steps": steps, "seconds": seconds})
+        print(f"{name:40s} {' '.join(f'{s:8.1f}' for s in seconds):>20s}", flush=True)
+    out = write_results("co_running", rows, args.smoke, cores=len(os.sched_getaffinity(0)))
+    print(f"results -> {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

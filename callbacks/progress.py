@@ -1,0 +1,121 @@
+"""A progress bar over the run's budget of iterations.
+
+Lightning's bars count batches of an epoch; the mixture runs are one endless epoch counted in
+iterations, so they showed ``Epoch 0/-2``, and a resumed run gave no hint of where it stood. This
+bar shows ``iteration 1,200/10,000`` from the iteration a run starts or resumes at, the speed, the
+time left and the last losses, and what an evaluation is doing while it runs (``status``). On a
+terminal it is a live rich bar; in a log file (SLURM, CI) it prints a plain line every tenth of the
+budget instead of redrawing.
+"""
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks.progress import ProgressBar
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+#: the logged training metrics the bar shows, with their short names
+SHOWN = {"loss/generator": "loss_G", "loss/discriminator": "loss_D"}
+
+
+class IterationProgressBar(ProgressBar):
+    """Iterations done of ``trainer.max_steps`` (``train.py`` puts it in place of Lightning's bar).
+
+    Args:
+        refresh_every: redraw every this many iterations (a redraw costs more than a small
+            network's iteration).
+        lines: without a terminal, print this many progress lines over the run.
+    """
+
+    def __init__(self, refresh_every: int = 10, lines: int = 10):
+        super().__init__()
+        self.refresh_every, self.lines = max(1, refresh_every), max(1, lines)
+        self._enabled = True
+        self._progress: Progress | None = None
+        self._task = None
+        self._console = Console()
+        self._start: tuple[float, int] = (0.0, 0)
+        self._next_line = 0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def _active(self, trainer: pl.Trainer) -> bool:
+        return self._enabled and trainer.is_global_zero
+
+    def _metrics(self, trainer: pl.Trainer) -> str:
+        values = trainer.callback_metrics
+        return "  ".join(f"{short} {float(values[key]):.4g}" for key, short in SHOWN.items() if key in values)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
+        if not self._active(trainer):
+            return
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        self._start = (time.monotonic(), trainer.global_step)
+        if self._console.is_terminal:
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                      TextColumn("iteration {task.completed:,.0f}/{task.fields[budget]}"),
+                                      TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                      TextColumn("{task.fields[metrics]}"), console=self._console, transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task("training", total=total, completed=trainer.global_step,
+                                                 budget=f"{total:,}" if total else "?", speed="", metrics="")
+        else:
+            budget = f"{total:,}" if total else "no limit"
+            where = f", resuming at iteration {trainer.global_step:,}" if trainer.global_step else ""
+            self._console.print(f"training: {budget} iterations{where}", highlight=False)
+            self._next_line = self._line_step(trainer.global_step, total)
+
+    def _line_step(self, step: int, total: int | None) -> int:
+        every = max(1, (total or 10_000) // self.lines)
+        return (step // every + 1) * every
+
+    def _speed(self, step: int) -> float:
+        start_time, start_step = self._start
+        elapsed = time.monotonic() - start_time
+        return (step - start_step) / elapsed if elapsed > 0 else 0.0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if not self._active(trainer):
+            return
+        step, total = trainer.global_step, (trainer.max_steps if trainer.max_steps > 0 else None)
+        if self._progress is not None:
+            if step % self.refresh_every == 0 or step == total:
+                self._progress.update(self._task, completed=step, speed=f"{self._speed(step):.1f} it/s",
+                                      metrics=self._metrics(trainer), description="training")
+        elif step >= self._next_line or step == total:
+            speed = self._speed(step)
+            left = f", {(total - step) / speed:,.0f} s left" if total and speed > 0 else ""
+            share = f" ({100 * step / total:.0f}%)" if total else ""
+            self._console.print(f"iteration {step:,}/{f'{total:,}' if total else '?'}{share}, {speed:.1f} it/s{left}  "
+                                f"{self._metrics(trainer)}", highlight=False)
+            self._next_line = self._line_step(step, total)
+
+    def status(self, trainer: pl.Trainer, text: str) -> None:
+        """Show what is running besides training (an evaluation); ``""`` goes back to training."""
+        if not self._active(trainer):
+            return
+        if self._progress is not None:
+            self._progress.update(self._task, description=text or "training")
+        elif text:
+            self._console.print(text, highlight=False)
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        self._stop()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        self._stop()
