@@ -33,7 +33,7 @@ def build(case: str, device: str) -> SemiStyleGAN:
     g = StyleGANGenerator(5, 32, resolution=res, channels=3, channel_base=base, channel_max=cmax, w_dim=w_dim,
                           mapping_depth=depth)
     d = StyleGANDiscriminator(5, resolution=res, channels=3, channel_base=base, channel_max=cmax)
-    return SemiStyleGAN(g, d, factor_sizes=[3, 6, 40, 32, 32], r1_interval=1).to(device)
+    return SemiStyleGAN(g, d, factor_sizes=[3, 6, 40, 32, 32], penalty_every=1).to(device)
 
 
 def rate(fn, batch: int, repeats: int, device: str) -> float:
@@ -58,9 +58,9 @@ def measure(case: str, batch: int, repeats: int, device: str) -> dict:
     latent = model.sample_latent(batch)
 
     def train_iteration():  # what SemiStyleGAN.training_step computes, without the optimizer
-        _, loss_d = model.player_losses(model.loss_terms(data, latent, "D", r1=True))
+        _, loss_d = model.weighted_losses(model.loss_terms(data, latent, "D", penalty="r1"))
         torch.autograd.grad(loss_d, model.params_d)
-        loss_g, _ = model.player_losses(model.loss_terms(data, latent, "G"))
+        loss_g, _ = model.weighted_losses(model.loss_terms(data, latent, "G"))
         torch.autograd.grad(loss_g, model.params_g)
 
     with torch.no_grad():

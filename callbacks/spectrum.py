@@ -113,17 +113,17 @@ def field_with_graph(module, batches: list[tuple[Tensor, Tensor]], field: Field)
     """The chosen field averaged over ``batches`` of (real, z), with its graph, and the parameters."""
     if field not in ("gradient", "update"):
         raise ValueError(f"field must be 'gradient' or 'update', got {field!r}")
-    params_g, params_d = module.params_g, module.params_d
     total = None
     for real, z in batches:
-        _, _, xi_g, xi_d = module._field(real, z, create_graph=True)
+        game = module.game(module.unpack(real), z)
+        xi = game.field(create_graph=True)
         if field == "gradient":
-            u = [*xi_g, *xi_d]
+            u = [*xi.xi_g, *xi.xi_d]
         else:
-            update = module.direction(xi_g, xi_d, params_g, params_d, differentiable=True)
+            update = module.method.direction(game, xi, differentiable=True)
             u = [*update.g, *update.d]
         total = u if total is None else [a + b for a, b in zip(total, u)]
-    return [t / len(batches) for t in total], [*params_g, *params_d]
+    return [t / len(batches) for t in total], [*module.params_g, *module.params_d]
 
 
 class JacobianProducts:
@@ -249,9 +249,9 @@ def compute_spectrum(module, real: Tensor | list[Tensor], z: Tensor | list[Tenso
     options = dict(field=field, k=k, dtype=dtype, tol=tol, max_full_params=max_full_params, seed=seed)
     if not _distributed():
         return _spectrum(module, reals, zs, distributed=False, **options)
-    if field == "update" and module.second_order:
-        # The update of ConOpt/JARE/SGA is not an average of per-shard updates: evaluate the
-        # global batch on one process (exact), and hand its result to the others.
+    if field == "update" and not module.method.direction_is_field:
+        # A method's update (ConOpt, JARE, extragradient, ...) is not an average of per-shard
+        # updates: evaluate the global batch on one process (exact), and hand its result to the others.
         reals, zs = [_gather(r) for r in reals], [_gather(t) for t in zs]
         box = [_spectrum(module, reals, zs, distributed=False, **options) if dist.get_rank() == 0 else None]
         dist.broadcast_object_list(box, 0)

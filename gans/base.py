@@ -1,30 +1,42 @@
-"""The two-player GAN LightningModule: Lightning plumbing around the game algebra of ``gans.game``.
+"""The two-player GAN LightningModule: Lightning plumbing around a method (``gans.methods``) and
+the game algebra (``gans.game``).
 
-A subclass chooses its update direction by overriding :meth:`TwoPlayerGAN.direction` (a few
-lines calling ``gans.game``); everything else (losses, data, optimizer, logging) is shared.
+    model = TwoPlayerGAN(G, D, latent_dim=64, loss="zero_sum", method=JacobianRegularization(gamma=100))
+
+The model owns what every method shares: the players' losses on a batch (``losses``; a model
+with other losses overrides ``player_losses``), the game on a batch (``game``: the field at any
+parameters), the update schedule (simultaneous or alternating), a gradient penalty on D, the
+optimizer, the divergence guard, checkpoints and logging. The method owns the direction.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import os
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Sequence
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
+from torch.func import functional_call
 
-from gans import compiled, flat, game
+from gans import compiled, flat, game, penalties
 from gans.distributed import mean_across_processes, rank_and_world
+from gans.game import Field, Update
 from gans.losses import get_loss, is_zero_sum
+from gans.methods import GradientDescent, Method, Players
 from gans.streams import seeded
 
 DRY_BATCH = 4
-#: under ``on_nonfinite="skip"``, a run that skips more than half of this many recent iterations stops
-SKIP_WINDOW = 100
 #: the key of the training stream (latent codes and every other draw of a training step), after the run's seed
 TRAINING_STREAM = 0x6C6174
+#: under ``on_nonfinite="skip"``, a run that skips more than half of this many recent iterations stops
+SKIP_WINDOW = 100
+#: constructor arguments that are Python objects rather than hyperparameters: the networks' weights
+#: are in the state dict, and train.py records their ``class_path`` configs in the hyperparameters
+#: itself (``train.GanCLI``), which is what lets ``load_from_checkpoint`` rebuild a model without arguments
+OBJECT_ARGUMENTS = ("generator", "discriminator", "optimizer", "method")
 
 
 class NonFiniteError(FloatingPointError):
@@ -45,23 +57,71 @@ def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
 
 
 def _value(loss: Tensor | None) -> str:
-    return "not computed" if loss is None else f"{float(loss):.4g}"
+    return "not computed" if loss is None else f"{float(loss.detach()):.4g}"
 
 
-#: constructor arguments that are Python objects rather than hyperparameters: the networks' weights
-#: are in the state dict, and train.py records their ``class_path`` configs in the hyperparameters
-#: itself (``train.GanCLI``), which is what lets ``load_from_checkpoint`` rebuild a model without arguments
-OBJECT_ARGUMENTS = ("generator", "discriminator", "optimizer")
+class BatchGame:
+    """The game of a model on one batch (real data, latent codes): the field at the model's
+    parameters or at any others (``gans.methods.Game``). ``training``: the losses take a training
+    step's draws (the training stream, a lazy penalty's schedule); otherwise every draw is fixed
+    and the losses have no side effects."""
+
+    def __init__(self, model: TwoPlayerGAN, batch, z: Tensor, training: bool = False):
+        self.model, self.batch, self.z, self.training = model, batch, z, training
+
+    @property
+    def learning_rates(self) -> tuple[float, float]:
+        return self.model.learning_rates()
+
+    @property
+    def loss(self) -> str:
+        return self.model.loss_name
+
+    def field(self, at: tuple[Sequence[Tensor], Sequence[Tensor]] | None = None, *, create_graph: bool = False,
+              players: Players = "gd") -> Field:
+        model = self.model
+        params_g, params_d = (model.params_g, model.params_d) if at is None else (list(at[0]), list(at[1]))
+        args, options = (self.batch, self.z), {"players": players, "training": self.training}
+        if at is None:
+            loss_g, loss_d = model(*args, **options)
+        else:  # the same losses at other parameters, on copies of the buffers (BatchNorm statistics stay)
+            tensors = dict(zip(model.player_parameter_names(), [*params_g, *params_d]))
+            buffers = {f"{prefix}.{name}": b.clone() for prefix, net in
+                       (("generator", model.generator), ("discriminator", model.discriminator))
+                       for name, b in net.named_buffers()}
+            loss_g, loss_d = functional_call(model, (tensors, buffers), args, options)
+        if players == "gd":
+            xi_g, xi_d = game.vector_field(loss_g, loss_d, params_g, params_d, create_graph=create_graph,
+                                           zero_sum=is_zero_sum(model.loss_name))
+        else:  # one player's half of an alternating iteration
+            xi_g = game.grad(loss_g, params_g, create_graph=create_graph) if players == "g" else None
+            xi_d = game.grad(loss_d, params_d, create_graph=create_graph) if players == "d" else None
+        return Field(loss_g, loss_d, xi_g, xi_d, params_g, params_d)
 
 
 class TwoPlayerGAN(pl.LightningModule):
-    """A GAN as a two-player game trained with simultaneous updates of the direction ``direction``.
+    """A GAN as a two-player game: both players step along a method's direction u.
 
     Args:
         generator: any ``nn.Module`` called as ``G(z)`` with ``z`` of shape ``(B, latent_dim)``.
         discriminator: any ``nn.Module`` returning one logit per sample, ``(B,)`` or ``(B, 1)``.
         latent_dim: size of the latent code.
         loss: ``ns`` (non-saturating), ``zero_sum`` (L_G = -L_D), ``hinge`` or ``wasserstein``.
+        method: the update rule, a ``gans.methods.Method`` (None: plain gradient descent); from the
+            command line ``--model.method gans.methods.Extragradient --model.method.extrapolation 0.1``.
+        update: ``simultaneous`` (both players step along u at the same parameters) or
+            ``alternating`` (each player's step is recomputed after the other has moved).
+        order: with ``alternating``, who moves first: ``g_first`` (the JARE code, the Dirac-GAN
+            analysis) or ``d_first`` (the ConOpt code, StyleGAN).
+        n_d: discriminator steps per generator step with ``alternating``. The steps of one
+            iteration share its real batch; each draws fresh latent codes.
+        penalty: a gradient penalty added to L_D (``gans.penalties``): ``none``, ``r1``
+            (gamma / 2 E_real ||grad_x D||^2), ``r2`` (the same on generated samples) or ``wgan_gp``
+            (lam E (||grad_x D(x_hat)|| - 1)^2 on random interpolates).
+        penalty_weight: gamma of R1/R2, lam of WGAN-GP.
+        penalty_every: lazy regularisation (StyleGAN2): the penalty enters L_D every this many
+            iterations, scaled by it. ``losses``, ``update_direction`` and the spectra take it every
+            time, unscaled: the field of the average iteration.
         latent_std: z ~ N(0, latent_std^2 I) (the JARE ring experiment uses 2).
         optimizer: called with the two parameter groups ``generator`` and ``discriminator``; from
             the command line ``--model.optimizer Adam --model.optimizer.lr 1e-4``. One optimizer
@@ -85,7 +145,8 @@ class TwoPlayerGAN(pl.LightningModule):
         compile_step: compute the field and the update direction with the torch.compile'd
             torch.func form of the method (``gans.compiled``): the same formulas, rounded
             differently, faster on small networks (compilation takes 10-20 s). One process,
-            float32/64, networks without buffers (no BatchNorm), simultaneous updates. If
+            float32/64, networks without buffers (no BatchNorm), simultaneous updates, no
+            penalty, a method with a compiled rule; refused with the reasons otherwise. If
             compilation fails, training warns and continues on the eager path.
         discriminator_pass: ``separate`` evaluates D on the real and on the generated batch, as
             the papers' code does; ``joint`` once on the two concatenated (half the operations,
@@ -95,15 +156,19 @@ class TwoPlayerGAN(pl.LightningModule):
             statistics or dropout): checked on a dry batch, refused otherwise.
     """
 
-    #: whether ``direction`` differentiates the field again (then xi keeps its graph)
-    second_order: bool = False
-
     def __init__(
         self,
         generator: nn.Module,
         discriminator: nn.Module,
         latent_dim: int,
         loss: Literal["ns", "zero_sum", "hinge", "wasserstein"] = "ns",
+        method: Method | None = None,
+        update: Literal["simultaneous", "alternating"] = "simultaneous",
+        order: Literal["g_first", "d_first"] = "g_first",
+        n_d: int = 1,
+        penalty: Literal["none", "r1", "r2", "wgan_gp"] = "none",
+        penalty_weight: float = 10.0,
+        penalty_every: int = 1,
         latent_std: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_d: float | None = None,
@@ -120,6 +185,22 @@ class TwoPlayerGAN(pl.LightningModule):
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim, self.latent_std, self.lr_d = latent_dim, latent_std, lr_d
         self.loss_name, self.loss_fn = loss, get_loss(loss)
+        # a copy: each model owns its method's state (the previous field, a solver's warm start)
+        self.method = copy.deepcopy(method) if method is not None else GradientDescent()
+        if not isinstance(self.method, Method):
+            raise TypeError(f"method must be a gans.methods.Method (such as gans.methods.JacobianRegularization(100)), "
+                            f"got {type(self.method).__name__}")
+        if update not in ("simultaneous", "alternating") or order not in ("g_first", "d_first"):
+            raise ValueError(f"update must be 'simultaneous' or 'alternating' and order 'g_first' or 'd_first', "
+                             f"got update={update!r}, order={order!r}")
+        if n_d < 1:
+            raise ValueError(f"n_d must be >= 1, got {n_d}")
+        self.update, self.order, self.n_d = update, order, n_d
+        if penalty not in penalties.PENALTIES or penalty_every < 1 or penalty_weight < 0:
+            raise ValueError(f"penalty must be one of {', '.join(penalties.PENALTIES)}, penalty_every >= 1 and "
+                             f"penalty_weight >= 0; got penalty={penalty!r}, penalty_every={penalty_every}, "
+                             f"penalty_weight={penalty_weight}")
+        self.penalty, self.penalty_weight, self.penalty_every = penalty, penalty_weight, penalty_every
         self.optimizer_factory = optimizer
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
@@ -138,15 +219,21 @@ class TwoPlayerGAN(pl.LightningModule):
         self.discriminator_pass, self._joint_d = discriminator_pass, None if discriminator_pass == "joint" else False
         self._players: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
         self._training_rng: torch.Generator | None = None
+        self._learning_rates: tuple[float, float] | None = None
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets ``_current_fx_name`` around every hook it calls, 24 times an iteration, and
-        # nn.Module.__setattr__ checks every assignment against parameters, buffers and submodules
-        # (about 1 us each): 25 us of a 4 x 16 ring iteration's 1 ms. A string is none of those.
+        # nn.Module.__setattr__ checks every assignment against parameters, buffers and submodules:
+        # a measurable share of a small network's iteration (docs/benchmarks.md). A string is none of those.
         if name == "_current_fx_name":
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    @property
+    def second_order(self) -> bool:
+        """Whether the method differentiates the field again (then xi keeps its graph)."""
+        return self.method.second_order
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -160,22 +247,35 @@ class TwoPlayerGAN(pl.LightningModule):
         """Trainable discriminator parameters theta, in ``discriminator.parameters()`` order."""
         return self._players[1] if self._players else [p for p in self.discriminator.parameters() if p.requires_grad]
 
+    def player_parameter_names(self) -> list[str]:
+        """The names in this module of ``params_g`` then ``params_d`` (for ``functional_call``)."""
+        return [f"{prefix}.{name}" for prefix, net in (("generator", self.generator), ("discriminator", self.discriminator))
+                for name, p in net.named_parameters() if p.requires_grad]
+
+    def learning_rates(self) -> tuple[float, float]:
+        """(generator's, discriminator's) learning rate: the optimizer's while fitting, else those the
+        optimizer would be built with."""
+        if self._trainer is not None and self.trainer.optimizers:
+            groups = {g.get("name"): g["lr"] for g in self.trainer.optimizers[0].param_groups}
+            return groups["generator"], groups["discriminator"]
+        if self._learning_rates is None:
+            probe = [torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)]
+            groups = self._optimizer([probe[0]], [probe[1]]).param_groups
+            self._learning_rates = (groups[0]["lr"], groups[1]["lr"])
+        return self._learning_rates
+
     def on_fit_start(self) -> None:
         # The players are fixed while fitting (the optimizer holds them); walking the module tree
         # for them dozens of times per iteration is a measurable share of a small model's step.
         self._players = (self.params_g, self.params_d)
         if self._training_rng is None:  # not restored from a checkpoint, nor left by an earlier fit
             self._training_rng = seeded(self.run_seed(), TRAINING_STREAM)
-        self._compiled = compiled.CompiledStep(self) if self.compile_step else None
+        self._compiled = self.build_compiled_step() if self.compile_step else None
 
     def on_fit_end(self) -> None:
         self._players = self._compiled = None
 
-    def functional_rule(self) -> compiled.Rule | None:
-        """This method's direction as a ``gans.compiled`` rule, for ``compile_step`` (None: none)."""
-        return compiled.simultaneous
-
-    # -- the game ------------------------------------------------------------------------------
+    # -- randomness ----------------------------------------------------------------------------
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         ref = next(iter(self.params_g), None) if self._players else next(self.generator.parameters(), None)
@@ -206,6 +306,12 @@ class TwoPlayerGAN(pl.LightningModule):
         rank, world = rank_and_world()
         return draw(n * world, self.training_rng)[rank * n:(rank + 1) * n]
 
+    def draw(self, n: int, draw: Callable[[int, torch.Generator], Tensor], training: bool) -> Tensor:
+        """n rows of a draw inside the losses: this process's shard of the training stream in a
+        training step (``draw_shard``), from a fixed generator otherwise (``losses`` and
+        ``update_direction`` have no side effects and give the same field every time)."""
+        return self.draw_shard(n, draw) if training else draw(n, torch.Generator().manual_seed(0))
+
     def latent_shard(self, n: int) -> Tensor:
         """This process's n latent codes of the iteration (``draw_shard``)."""
         return self.draw_shard(n, self.sample_latent)
@@ -215,17 +321,93 @@ class TwoPlayerGAN(pl.LightningModule):
         """How to average a list of tensors over processes: identity on one process."""
         return mean_across_processes if rank_and_world()[1] > 1 else game.no_reduce
 
-    def _logits(self, x: Tensor) -> Tensor:
+    # -- the game ------------------------------------------------------------------------------
+
+    def unpack(self, batch):
+        """A training batch as the losses take it: the real samples (in the players' dtype)."""
+        real = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return real.to(dtype=self.params_d[0].dtype if self.params_d else real.dtype)
+
+    def training_latent(self, batch) -> Tensor:
+        """The latent codes of a training step on ``batch`` (this process's shard)."""
+        return self.latent_shard(batch.shape[0])
+
+    def discriminator_logits(self, x: Tensor) -> Tensor:
+        """D's logits as a vector (B,)."""
         return self.discriminator(x).reshape(-1)
 
-    def _losses(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, batch, z: Tensor, players: Players = "gd", training: bool = False
+                ) -> tuple[Tensor | None, Tensor | None]:
+        """(L_G, L_D) on a batch, the gradient penalty included in L_D. ``players`` names the losses
+        needed (a model may skip the others: None); ``training`` takes a training step's draws."""
+        return self.player_losses(batch, z, players, training)
+
+    def player_losses(self, real: Tensor, z: Tensor, players: Players = "gd", training: bool = False
+                      ) -> tuple[Tensor | None, Tensor | None]:
+        """Both losses from the discriminator's logits on the real and the generated batch."""
+        penalty = self.penalty_now(training)
+        if penalty == "r1":
+            real = real.detach().requires_grad_(True)
         fake = self.generator(z)
         if self._joint_d is None:
             self.resolve_discriminator_pass(fake.detach())
         if self._joint_d:
-            logits = self._logits(torch.cat([real, fake]))
-            return self.loss_fn(logits[:real.shape[0]], logits[real.shape[0]:])
-        return self.loss_fn(self._logits(real), self._logits(fake))
+            logits = self.discriminator_logits(torch.cat([real, fake]))
+            logits_real, logits_fake = logits[:real.shape[0]], logits[real.shape[0]:]
+        else:
+            logits_real, logits_fake = self.discriminator_logits(real), self.discriminator_logits(fake)
+        loss_g, loss_d = self.loss_fn(logits_real, logits_fake)
+        if penalty != "none" and "d" in players:
+            loss_d = loss_d + self.penalty_factor(training) * self.penalty_value(penalty, real, fake, logits_real,
+                                                                                 training)
+        return (loss_g if "g" in players else None), (loss_d if "d" in players else None)
+
+    def penalty_now(self, training: bool) -> str:
+        """The penalty the losses of this call include: a lazy one only every ``penalty_every``
+        iterations of training."""
+        if self.penalty == "none" or (training and self.global_step % self.penalty_every):
+            return "none"
+        return self.penalty
+
+    def penalty_factor(self, training: bool) -> float:
+        """The penalty's weight in L_D, scaled by the lazy interval in training."""
+        return penalties.weight(self.penalty, self.penalty_weight) * (self.penalty_every if training else 1)
+
+    def penalty_value(self, penalty: str, real: Tensor, fake: Tensor, logits_real: Tensor | None,
+                      training: bool) -> Tensor:
+        """The penalty's expectation (``gans.penalties``). R1 differentiates ``logits_real``, D's
+        logits on ``real``, with respect to ``real`` (when ``real`` requires grad; otherwise, as in a
+        call under ``torch.no_grad``, D is evaluated on it again)."""
+        with torch.enable_grad():  # an input gradient, whatever the caller's mode
+            if penalty == "r1":
+                if not (real.requires_grad and logits_real is not None and logits_real.grad_fn is not None):
+                    real = real.detach().requires_grad_(True)
+                    logits_real = self.discriminator_logits(real)
+                return penalties.squared_gradient_norm(logits_real, real)
+            if penalty == "r2":
+                x = fake.detach().requires_grad_(True)
+                return penalties.squared_gradient_norm(self.discriminator_logits(x), x)
+            a = self.draw(real.shape[0], lambda n, g: torch.rand(n, generator=g), training)
+            x = penalties.interpolates(real, fake, a)
+            return penalties.unit_gradient_gap(self.discriminator_logits(x), x)
+
+    def game(self, batch, z: Tensor, training: bool = False) -> BatchGame:
+        """The game on a batch: ``game(real, z).field(create_graph=True)`` is xi with its graph."""
+        return BatchGame(self, batch, z, training)
+
+    def losses(self, batch, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(L_G, L_D) at the current parameters; buffers (e.g. BatchNorm statistics) are left as they were."""
+        with preserved_buffers(self.generator, self.discriminator):
+            return self(self.unpack(batch), z)
+
+    def update_direction(self, batch, z: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """The direction the method hands the optimizer as ``.grad`` at the current parameters: one
+        tensor per trainable parameter of G, then of D, in ``parameters()`` order. No side effects
+        (buffers, the method's state and every random stream are left as they were)."""
+        with preserved_buffers(self.generator, self.discriminator):
+            batch_game = self.game(self.unpack(batch), z)
+            update = self.method.direction(batch_game, batch_game.field(create_graph=self.second_order))
+        return update.g, update.d
 
     def resolve_discriminator_pass(self, samples: Tensor) -> bool:
         """Whether D sees the real and generated batches as one batch: with ``joint``, after a check
@@ -249,40 +431,14 @@ class TwoPlayerGAN(pl.LightningModule):
             return "a batch of one sample cannot show whether its logits depend on the rest of the batch"
         half = samples.shape[0] // 2
         with torch.no_grad(), preserved_buffers(self.discriminator):
-            joint = self._logits(samples)
-            parts = torch.cat([self._logits(samples[:half]), self._logits(samples[half:])])
+            joint = self.discriminator_logits(samples)
+            parts = torch.cat([self.discriminator_logits(samples[:half]), self.discriminator_logits(samples[half:])])
         if not torch.allclose(joint, parts, rtol=1e-4, atol=1e-5 * max(1.0, float(parts.abs().max()))):
             return ("its logit for a sample depends on the other samples of the batch (BatchNorm, minibatch "
                     "statistics, dropout)")
         return None
 
-    def _field(self, real: Tensor, z: Tensor, create_graph: bool | None = None
-               ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor]]:
-        """(L_G, L_D, xi_phi, xi_theta); xi keeps its graph when the method needs it (or when asked)."""
-        loss_g, loss_d = self._losses(real, z)
-        xi_g, xi_d = game.vector_field(loss_g, loss_d, self.params_g, self.params_d,
-                                       create_graph=self.second_order if create_graph is None else create_graph,
-                                       zero_sum=is_zero_sum(self.loss_name))
-        return loss_g, loss_d, xi_g, xi_d
-
-    def direction(self, xi_g: list[Tensor], xi_d: list[Tensor], params_g: list[Tensor], params_d: list[Tensor], *,
-                  reduce: game.Reduce = game.no_reduce, differentiable: bool = False) -> game.Update:
-        """The method's update direction from the field xi (with its graph when ``second_order``) at
-        the parameters it was computed from. Simultaneous gradient descent: xi itself."""
-        return game.simultaneous(xi_g, xi_d, params_g, params_d, reduce=reduce, differentiable=differentiable)
-
-    def losses(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        """(L_G, L_D) at the current parameters; buffers (e.g. BatchNorm statistics) are left as they were."""
-        with preserved_buffers(self.generator, self.discriminator):
-            return self._losses(real, z)
-
-    def update_direction(self, real: Tensor, z: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """The direction handed to the optimizer as ``.grad``: one tensor per trainable parameter of
-        G, then of D, in ``parameters()`` order. No side effects."""
-        with preserved_buffers(self.generator, self.discriminator):
-            _, _, xi_g, xi_d = self._field(real, z)
-            update = self.direction(xi_g, xi_d, self.params_g, self.params_d)
-        return update.g, update.d
+    # -- sampling ------------------------------------------------------------------------------
 
     @property
     def sampling_generator(self) -> nn.Module:
@@ -320,7 +476,7 @@ class TwoPlayerGAN(pl.LightningModule):
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
             b_ema.copy_(b)
 
-    # -- Lightning -----------------------------------------------------------------------------
+    # -- set-up and checks ---------------------------------------------------------------------
 
     def configure_optimizers(self):
         params_g, params_d = self.params_g, self.params_d
@@ -376,9 +532,37 @@ class TwoPlayerGAN(pl.LightningModule):
             raise ValueError(f"discriminator {type(self.discriminator).__name__} must return one logit per sample, "
                              f"shape ({DRY_BATCH},) or ({DRY_BATCH}, 1) for a batch of {DRY_BATCH}, but returned {got}")
 
-    def _real(self, batch) -> Tensor:
-        real = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return real.to(dtype=self.params_d[0].dtype if self.params_d else real.dtype)
+    def compiled_step_problems(self) -> list[str]:
+        """Why ``compile_step`` cannot apply to this model as configured (empty: it can)."""
+        problems = []
+        try:
+            self.method.compiled_rule(self.params_g, self.params_d, self.learning_rates())
+        except ValueError as err:
+            problems.append(str(err))
+        if self.update != "simultaneous":
+            problems.append("it computes simultaneous updates only (update='alternating' was asked)")
+        if self.penalty != "none":
+            problems.append(f"the gradient penalty ({self.penalty}) is not in its step")
+        if rank_and_world()[1] > 1:
+            problems.append("it runs on one process (the products of several need all-reduces between them)")
+        if any(True for net in (self.generator, self.discriminator) for _ in net.buffers()):
+            problems.append("the networks have buffers (BatchNorm statistics, spectral-norm vectors), which the "
+                            "functional step does not update")
+        if str(self.trainer.precision) not in ("32-true", "64-true", "32", "64"):
+            problems.append(f"precision {self.trainer.precision!r} is not float32/float64")
+        return problems
+
+    def build_compiled_step(self) -> compiled.CompiledStep:
+        problems = self.compiled_step_problems()
+        if problems:
+            raise ValueError("compile_step=True cannot be used: " + "; ".join(problems) +
+                             ". Pass --model.compile_step false to train on the eager path.")
+        rule = self.method.compiled_rule(self.params_g, self.params_d, self.learning_rates())
+        return compiled.CompiledStep(self.generator, self.discriminator, self.loss_fn, is_zero_sum(self.loss_name),
+                                     rule, flat_update=self._flat is not None, joint_d=bool(self._joint_d),
+                                     cpp_wrapper=self.device.type == "cpu")
+
+    # -- training ------------------------------------------------------------------------------
 
     def apply_update(self, opt, loss_g: Tensor | None, loss_d: Tensor | None, grads_g: list[Tensor] | Tensor | None,
                      grads_d: list[Tensor] | Tensor | None, *, counted: bool = True) -> bool:
@@ -409,33 +593,6 @@ class TwoPlayerGAN(pl.LightningModule):
         if counted:  # the iteration is complete: callbacks that sample after it see the updated EMA
             self.update_ema(self._images_per_iteration)
         return grads_g is not None or grads_d is not None
-
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        self._images_per_iteration = self._real(batch).shape[0] * rank_and_world()[1]
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The training stream's state makes a resumed run draw the codes the interrupted one would
-        # have drawn next; the global generator's, the randomness inside the networks (dropout, noise).
-        checkpoint["training_rng"] = self.training_rng.get_state()
-        checkpoint["nonfinite_skipped"] = {"total": self.skipped, "recent": self._recent_skips}
-        checkpoint["rng_state"] = {"cpu": torch.get_rng_state(),
-                                   "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        skipped = checkpoint.get("nonfinite_skipped", {})
-        self.skipped, self._recent_skips = skipped.get("total", 0), list(skipped.get("recent", []))
-        if "training_rng" in checkpoint:
-            self._training_rng = torch.Generator()
-            self._training_rng.set_state(checkpoint["training_rng"])
-        state = checkpoint.get("rng_state")
-        if state is not None:
-            torch.set_rng_state(state["cpu"])
-            if state["cuda"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda"])
-
-    def _should_log(self) -> bool:
-        every = self.trainer.log_every_n_steps
-        return every > 0 and (self.global_step + 1) % every == 0
 
     def finite_or_stop(self, loss_g: Tensor | None, loss_d: Tensor | None, grads_g: Tensor | list[Tensor] | None,
                        grads_d: Tensor | list[Tensor] | None) -> bool:
@@ -477,30 +634,96 @@ class TwoPlayerGAN(pl.LightningModule):
         would stay bfloat16). First-order training keeps autocast."""
         return torch.autocast(self.device.type, enabled=False) if self.second_order else contextlib.nullcontext()
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        real = batch[0] if isinstance(batch, (tuple, list)) else batch
+        self._images_per_iteration = real.shape[0] * rank_and_world()[1]
+
     def training_step(self, batch, batch_idx: int) -> None:
-        real = self._real(batch)
-        z = self.latent_shard(real.shape[0])
-        step = None
+        batch = self.unpack(batch)
+        if self.update == "simultaneous":
+            self.simultaneous_step(batch)
+        else:
+            self.alternating_step(batch)
+
+    def simultaneous_step(self, batch) -> None:
+        """Both players step along the method's direction at the same parameters."""
+        z = self.training_latent(batch)
+        step = update = None
         if self._compiled is not None:
-            step = self._compiled(real, z)
+            step = self._compiled(batch, z)
             if step is None:  # compilation failed (it warned): the eager path takes over for good
                 self._compiled = None
         if step is None:
             with self.full_precision():
-                loss_g, loss_d, xi_g, xi_d = self._field(real, z)
-                update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=self.reduce())
-            step = loss_g, loss_d, xi_g, xi_d, update.g, update.d, update.stats
-        loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats = step
-        self.apply_update(self.optimizers(), loss_g, loss_d, u_g, u_d)
+                batch_game = self.game(batch, z, training=True)
+                field = batch_game.field(create_graph=self.second_order)
+                update = self.method.direction(batch_game, field, reduce=self.reduce())
+            step = game.Step(field.loss_g, field.loss_d, field.xi_g, field.xi_d, update.g, update.d, update.stats)
+        if self.apply_update(self.optimizers(), step.loss_g, step.loss_d, step.u_g, step.u_d) and update is not None:
+            self.method.commit(update)
         if self._should_log():
-            self._log_step(loss_g, loss_d, xi_g, xi_d, stats)
+            self.log_step(step.loss_g, step.loss_d, step.xi_g, step.xi_d, step.stats)
 
-    def _log_step(self, loss_g: Tensor, loss_d: Tensor, xi_g, xi_d, stats: dict[str, Tensor]) -> None:
-        metrics = {"loss/generator": loss_g, "loss/discriminator": loss_d}
+    def alternating_step(self, batch) -> None:
+        """Each player steps in turn (``order``, ``n_d``), its direction recomputed after the other has
+        moved, each phase with fresh latent codes. A method whose direction needs both players'
+        fields (``separable`` False) computes the whole direction in each phase and applies its
+        player's part."""
+        players = ["g"] + ["d"] * self.n_d if self.order == "g_first" else ["d"] * self.n_d + ["g"]
+        opt, reduce, last = self.optimizers(), self.reduce(), {}
+        for k, player in enumerate(players):
+            with self.full_precision():
+                batch_game = self.game(batch, self.training_latent(batch), training=True)
+                field = batch_game.field(create_graph=self.second_order, players=player if self.method.separable else "gd")
+                update = self.method.direction(batch_game, field, reduce=reduce)
+            u_g, u_d = (update.g, None) if player == "g" else (None, update.d)
+            if self.apply_update(opt, field.loss_g, field.loss_d, u_g, u_d, counted=k == len(players) - 1):
+                self.method.commit(update, player)
+            last[player] = field
+        if self._should_log():
+            self.log_step(last["g"].loss_g, last["d"].loss_d, last["g"].xi_g, last["d"].xi_d, update.stats)
+
+    # -- checkpoints and logging ---------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The training stream's state makes a resumed run draw the codes the interrupted one would
+        # have drawn next; the global generator's, the randomness inside the networks (dropout, noise).
+        checkpoint["training_rng"] = self.training_rng.get_state()
+        checkpoint["method_state"] = self.method.state_dict()
+        checkpoint["nonfinite_skipped"] = {"total": self.skipped, "recent": self._recent_skips}
+        checkpoint["rng_state"] = {"cpu": torch.get_rng_state(),
+                                   "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.method.load_state_dict(checkpoint.get("method_state", {}))
+        skipped = checkpoint.get("nonfinite_skipped", {})
+        self.skipped, self._recent_skips = skipped.get("total", 0), list(skipped.get("recent", []))
+        if "training_rng" in checkpoint:
+            self._training_rng = torch.Generator()
+            self._training_rng.set_state(checkpoint["training_rng"])
+        state = checkpoint.get("rng_state")
+        if state is not None:
+            torch.set_rng_state(state["cpu"])
+            if state["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+
+    def _should_log(self) -> bool:
+        every = self.trainer.log_every_n_steps
+        return every > 0 and (self.global_step + 1) % every == 0
+
+    def step_metrics(self) -> dict[str, Tensor]:
+        """Metrics of the iteration beyond losses, gradient norms and the method's statistics (a
+        model with loss terms of its own adds them)."""
+        return {}
+
+    def log_step(self, loss_g: Tensor | None, loss_d: Tensor | None, xi_g, xi_d, stats: dict[str, Tensor]) -> None:
+        metrics = {name: loss for name, loss in (("loss/generator", loss_g), ("loss/discriminator", loss_d))
+                   if loss is not None}
         if xi_g is not None:
             metrics["grad_norm/generator"] = game.norm(game.detach(xi_g))
         if xi_d is not None:
             metrics["grad_norm/discriminator"] = game.norm(game.detach(xi_d))
         metrics.update(stats)
+        metrics.update(self.step_metrics())
         self.log_dict({k: v.detach().float() for k, v in metrics.items()}, on_step=True, on_epoch=False,
                       sync_dist=rank_and_world()[1] > 1)

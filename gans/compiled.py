@@ -1,23 +1,21 @@
-"""Each method's update direction as one pure function of the parameters, for torch.compile.
+"""A method's update direction as one pure function of the parameters, for torch.compile.
 
-``gans.game`` defines the directions on autograd graphs (``create_graph=True``), which torch.compile
-cannot trace: AOTAutograd has no double backward. Here the same formulas are written with
-torch.func: the field is ``grad`` of the losses, H^T v comes from the ``vjp`` of the field and H v
-from its ``jvp``, so a whole direction is a function of (parameters, real batch, z) that compiles
-into one graph. Compiled, this is faster where per-operation overhead dominates the iteration
-(ConOpt's and JARE's iterations 2.4 x and 2.5 x on the 4 x 16 ring MLPs), less so where matrix
-products do; on the 32x32 DCGAN JARE gains 1.2 x and simultaneous GD loses 1.4 x
-(docs/benchmarks.md). ``tests/test_compiled.py`` holds every rule equal to ``gans.game``.
+``gans.game`` works on autograd graphs (``create_graph=True``), which torch.compile cannot trace:
+AOTAutograd has no double backward. Here the field is ``torch.func.grad`` of the losses, H^T v
+comes from the ``vjp`` of the field and H v from its ``jvp``, so a whole step is a function of
+(parameters, real batch, z) that compiles into one graph; it pays where per-operation overhead
+dominates an iteration (docs/benchmarks.md).
 
-Parameters are dicts ``{name: tensor}`` as ``torch.func.functional_call`` takes them; a
-*direction rule* maps (xi_g, xi_d, products) to (u_g, u_d, stats), where ``products.ht(v_g, v_d)``
-returns H^T v and ``products.hv(v_g, v_d)`` returns H v, both as (generator part, discriminator
-part). A rule that needs only the off-diagonal blocks (JARE) says so with ``cross=True`` and gets
+Parameters are dicts ``{name: tensor}`` as ``torch.func.functional_call`` takes them. Each method
+of ``gans.methods`` states its *rule* next to its eager direction: a map from (xi_g, xi_d,
+products) to (u_g, u_d, stats), where ``products.ht(v_g, v_d)`` returns H^T v and
+``products.hv(v_g, v_d)`` returns H v, both as (generator part, discriminator part). A rule that
+needs only the off-diagonal blocks (JARE) says so with ``cross=True`` and gets
 ``products.cross(v_g, v_d)`` = (H21^T v_d, H12^T v_g) instead: the vjps of each player's field as a
 function of the other player's parameters, which skip the diagonal blocks that a vjp of the whole
-field would compute and the compiler could not drop (113 instead of 152 matrix products on the
-4 x 256 ring nets).
-One process only: on several processes the products need all-reduces between them (``reduce``).
+field would compute and the compiler could not drop. ``tests/test_compiled.py`` holds every rule
+equal to the eager direction. One process only: on several processes the products need
+all-reduces between them.
 """
 from __future__ import annotations
 
@@ -28,20 +26,24 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
-from gans.distributed import rank_and_world
-from gans.losses import LossFn, is_zero_sum
+from gans.game import Step
+from gans.losses import LossFn
 
 Params = dict[str, Tensor]
 Product = Callable[[Params, Params], tuple[Params, Params]]
 
 
 class Products(NamedTuple):
-    """Products with the field's Jacobian H at the step's parameters: ``ht`` and ``hv`` for a rule
-    with ``cross=False``, ``cross`` for one with ``cross=True`` (the others are None)."""
+    """What a rule may use besides xi: products with the field's Jacobian H at the step's
+    parameters (``ht`` and ``hv`` for a rule with ``cross=False``, ``cross`` for one with
+    ``cross=True``; the others are None), the field at other parameters on the same batch
+    (``field``) and the step's parameters (``params``)."""
 
     ht: Product | None = None
     hv: Product | None = None
     cross: Product | None = None
+    field: Product | None = None
+    params: tuple[Params, Params] | None = None
 
 
 class Rule(NamedTuple):
@@ -60,53 +62,13 @@ def half_sq_norm(*parts: Params) -> Tensor:
     return 0.5 * sum((t * t).sum() for part in parts for t in part.values())
 
 
-# -- direction rules: the formulas of gans.game, one per method ---------------------------------
-
-
-simultaneous = Rule(lambda xi_g, xi_d, products: (xi_g, xi_d, {}))  # u = xi
-
-
-def consensus(gamma: float) -> Rule:
-    """ConOpt: u = xi + gamma * H^T xi."""
-    def rule(xi_g, xi_d, products):
-        corr_g, corr_d = products.ht(xi_g, xi_d)
-        return axpy(gamma, corr_g, xi_g), axpy(gamma, corr_d, xi_d), {"reg/consensus": half_sq_norm(xi_g, xi_d)}
-    return Rule(rule)
-
-
-def jare(gamma: float) -> Rule:
-    """JARE: u_phi = xi_phi + gamma * H21^T xi_theta, u_theta = xi_theta + gamma * H12^T xi_phi
-    (the off-diagonal blocks only: ``cross``)."""
-    def rule(xi_g, xi_d, products):
-        corr_g, corr_d = products.cross(xi_g, xi_d)
-        stats = {"reg/generator": half_sq_norm(xi_d), "reg/discriminator": half_sq_norm(xi_g)}
-        return axpy(gamma, corr_g, xi_g), axpy(gamma, corr_d, xi_d), stats
-    return Rule(rule, cross=True)
-
-
-def sga(lam: float, align: bool, align_dim: int, eps: float = 0.1) -> Rule:
-    """SGA: u = xi + lam * A^T xi with A^T xi = (H^T xi - H xi) / 2; with ``align`` the sign of lam
-    is sign(<xi, H^T xi> <A^T xi, H^T xi> / align_dim + eps)."""
-    def rule(xi_g, xi_d, products):
-        (ht_g, ht_d), (h_g, h_d) = products.ht(xi_g, xi_d), products.hv(xi_g, xi_d)
-        at_g, at_d = ({k: (a[k] - b[k]) / 2 for k in a} for a, b in ((ht_g, h_g), (ht_d, h_d)))
-        weight = torch.tensor(float(lam))
-        if align:
-            def dot(a, b):
-                return sum((a[k] * b[k]).sum() for k in a)
-            alignment = (dot(xi_g, ht_g) + dot(xi_d, ht_d)) * (dot(at_g, ht_g) + dot(at_d, ht_d))
-            weight = abs(lam) * torch.sign(alignment / align_dim + eps)
-        return axpy(weight, at_g, xi_g), axpy(weight, at_d, xi_d), {"sga/lambda": weight}
-    return Rule(rule)
-
-
 # -- the whole step -----------------------------------------------------------------------------
 
 
 def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool, rule: Rule,
                   flat_update: bool = False, joint_d: bool = False):
-    """f(pg, pd, real, z) -> (loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats): the field at the given
-    parameters and the rule's direction, a pure function that torch.compile can compile. With
+    """f(pg, pd, real, z) -> Step: the field at the given parameters and the rule's direction, a
+    pure function that torch.compile can compile. With
     ``flat_update`` each player's u is one vector in parameter order (``gans.flat``'s layout), so
     the concatenation fuses into the kernels that compute u; with ``joint_d`` D sees the real and
     generated batches as one (``TwoPlayerGAN``'s ``discriminator_pass``)."""
@@ -148,69 +110,57 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
         return (xi_g, xi_d), lambda v_g, v_d: (h21t(v_d)[0], h12t(v_g)[0]), both
 
     def step(pg: Params, pd: Params, real: Tensor, z: Tensor):
+        def field_at(a: Params, b: Params) -> tuple[Params, Params]:
+            return field(a, b, real, z)[0]
+
         if rule.cross:
             (xi_g, xi_d), cross, (loss_g, loss_d) = cross_field(pg, pd, real, z)
-            products = Products(cross=cross)
+            products = Products(cross=cross, field=field_at, params=(pg, pd))
         else:
             (xi_g, xi_d), h_t, (loss_g, loss_d) = vjp(lambda a, b: field(a, b, real, z), pg, pd, has_aux=True)
 
             def hv(v_g: Params, v_d: Params) -> tuple[Params, Params]:
-                return jvp(lambda a, b: field(a, b, real, z)[0], (pg, pd), (v_g, v_d))[1]
+                return jvp(field_at, (pg, pd), (v_g, v_d))[1]
 
-            products = Products(ht=lambda v_g, v_d: h_t((v_g, v_d)), hv=hv)
+            products = Products(ht=lambda v_g, v_d: h_t((v_g, v_d)), hv=hv, field=field_at, params=(pg, pd))
         u_g, u_d, stats = rule.direction(xi_g, xi_d, products)
         if flat_update:
             u_g, u_d = (torch.cat([t.reshape(-1) for t in u.values()]) for u in (u_g, u_d))
-        return loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats
+        return Step(loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats)
 
     return step
 
 
 class CompiledStep:
-    """``compile_step`` for a TwoPlayerGAN while it fits: the compiled step function of its
-    ``functional_rule`` and the trainable parameters it reads (detached views, so the optimizer's
-    in-place updates show through). Raises ``ValueError`` naming every reason it cannot apply."""
+    """``compile_step`` while a model fits: the compiled step function of a method's rule on the
+    model's networks, and the trainable parameters it reads (detached views, so the optimizer's
+    in-place updates show through). The model checks first that the step applies
+    (``TwoPlayerGAN.compiled_step_problems``)."""
 
-    def __init__(self, module):
-        rule, problems = module.functional_rule(), []
-        if rule is None:
-            problems.append(f"{type(module).__name__} with these options has no compiled step (alternating updates "
-                            f"or its own training step)")
-        if rank_and_world()[1] > 1:
-            problems.append("it runs on one process (the products of several need all-reduces between them)")
-        if any(True for net in (module.generator, module.discriminator) for _ in net.buffers()):
-            problems.append("the networks have buffers (BatchNorm statistics, spectral-norm vectors), which the "
-                            "functional step does not update")
-        if str(module.trainer.precision) not in ("32-true", "64-true", "32", "64"):
-            problems.append(f"precision {module.trainer.precision!r} is not float32/float64")
-        if problems:
-            raise ValueError("compile_step=True cannot be used: " + "; ".join(problems) +
-                             ". Pass --model.compile_step false to train on the eager path.")
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool, rule: Rule,
+                 *, flat_update: bool, joint_d: bool, cpp_wrapper: bool):
         self.params = [{n: p.detach() for n, p in net.named_parameters() if p.requires_grad}
-                       for net in (module.generator, module.discriminator)]
-        self.flat_update = module._flat is not None  # the optimizer steps flat buffers: hand it flat vectors
-        fn = step_function(module.generator, module.discriminator, module.loss_fn, is_zero_sum(module.loss_name),
-                           rule, self.flat_update, bool(module._joint_d))
+                       for net in (generator, discriminator)]
+        self.flat_update = flat_update  # the optimizer steps flat buffers: hand it flat vectors
+        fn = step_function(generator, discriminator, loss_fn, zero_sum, rule, flat_update, joint_d)
         # Every model's step is a new closure of the same code, and torch.compile keeps at most
         # ``recompile_limit`` (8) versions per code: the ninth model fitted in one process would run
         # uncompiled. A clean state before an unrelated compilation is what PyTorch recommends
         # (other compiled functions of the process recompile on their next call, from the disk cache).
         torch.compiler.reset()
         # On CPU, a C++ wrapper calls the compiled kernels instead of Python: the graph of a small
-        # network is hundreds of kernel calls, and this makes its call 1.2-1.3 x faster.
-        self.fn = torch.compile(fn, options={"cpp_wrapper": True} if module.device.type == "cpu" else None)
+        # network is hundreds of kernel calls, and this makes its call faster (docs/benchmarks.md).
+        self.fn = torch.compile(fn, options={"cpp_wrapper": True} if cpp_wrapper else None)
 
-    def __call__(self, real: Tensor, z: Tensor):
-        """(loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats) with lists in parameter order (u_g and u_d
-        flat vectors when the optimizer steps flat buffers), or None (with a warning) when
-        compilation fails: the eager path computes the same."""
+    def __call__(self, real: Tensor, z: Tensor) -> Step | None:
+        """The step with lists in parameter order (u_g and u_d flat vectors when the optimizer steps
+        flat buffers), or None (with a warning) when compilation fails: the eager path computes the same."""
         try:
             with torch.no_grad():  # torch.func differentiates inside; nothing outside needs a graph
-                loss_g, loss_d, xi_g, xi_d, u_g, u_d, stats = self.fn(*self.params, real, z)
+                step = self.fn(*self.params, real, z)
         except Exception as err:  # noqa: BLE001 (any compiler failure: the eager path computes the same)
             warnings.warn(f"compile_step: torch.compile failed ({type(err).__name__}: {err}); training continues "
                           f"on the eager path")
             return None
-        if not self.flat_update:
-            u_g, u_d = list(u_g.values()), list(u_d.values())
-        return loss_g, loss_d, list(xi_g.values()), list(xi_d.values()), u_g, u_d, stats
+        u_g, u_d = (step.u_g, step.u_d) if self.flat_update else (list(step.u_g.values()), list(step.u_d.values()))
+        return step._replace(xi_g=list(step.xi_g.values()), xi_d=list(step.xi_d.values()), u_g=u_g, u_d=u_d)

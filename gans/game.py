@@ -7,7 +7,8 @@ Notation (descent convention: each player minimises its own loss)::
     H(x)  = d xi / d x = [[H11, H12], [H21, H22]]    its Jacobian (not symmetric)
 
 Both players step ``x <- x - eta * u(x)`` where ``u`` is the method's update
-direction. A *field* here is a list of tensors, one per parameter, that still
+direction (``gans.methods``: each method is a small component built on these
+functions). A *field* here is a list of tensors, one per parameter, that still
 carries its autograd graph (built with ``create_graph=True``), so products with
 H are one more backward pass:
 
@@ -15,9 +16,9 @@ H are one more backward pass:
     jvp(field, params, v) = H v       (double-backward trick)
 
 ``reduce`` averages a list of tensors across processes and is the identity on a
-single process. Every direction below reduces the detached field and each
-product, so the same functions give the exact global-batch update under data
-parallelism (the products of the global field are means of local products).
+single process. Every method reduces the detached field and each product, so the
+same functions give the exact global-batch update under data parallelism (the
+products of the global field are means of local products).
 """
 from __future__ import annotations
 
@@ -35,11 +36,40 @@ def no_reduce(tensors: list[Tensor]) -> list[Tensor]:
     return tensors
 
 
-class Update(NamedTuple):
-    """A method's update direction for both players, plus scalars to log."""
+class Field(NamedTuple):
+    """The game at one point on one batch: both losses, the field xi = (xi_phi, xi_theta) and the
+    parameters it was taken at. xi keeps its graph when it was built with ``create_graph``; a
+    player whose part was not asked for (one player's half of an alternating iteration) has None."""
 
-    g: list[Tensor]
-    d: list[Tensor]
+    loss_g: Tensor | None
+    loss_d: Tensor | None
+    xi_g: list[Tensor] | None
+    xi_d: list[Tensor] | None
+    params_g: list[Tensor]
+    params_d: list[Tensor]
+
+
+class Update(NamedTuple):
+    """A method's update direction for both players (None for a player it was not asked for),
+    scalars to log, and the method state the step leaves behind (``Method.commit`` keeps it once
+    the step is applied; None for stateless methods)."""
+
+    g: list[Tensor] | None
+    d: list[Tensor] | None
+    stats: dict[str, Tensor]
+    state: object = None
+
+
+class Step(NamedTuple):
+    """What one training step computes: both losses, the field, the update direction (lists in
+    parameter order, or one flat vector per player) and the method's statistics."""
+
+    loss_g: Tensor | None
+    loss_d: Tensor | None
+    xi_g: list[Tensor] | None
+    xi_d: list[Tensor] | None
+    u_g: list[Tensor] | Tensor | None
+    u_d: list[Tensor] | Tensor | None
     stats: dict[str, Tensor]
 
 
@@ -166,7 +196,7 @@ def ht_field(field: Tensors, params: Tensors, value: Tensors, differentiable: bo
     return vjp(field, params, value)
 
 
-def _reduced(reduce: Reduce, *parts: list[Tensor]) -> list[list[Tensor]]:
+def reduced(reduce: Reduce, *parts: list[Tensor]) -> list[list[Tensor]]:
     """Reduce several lists with one call (one flat all-reduce), then split them again."""
     flat = reduce([t for part in parts for t in part])
     out, start = [], 0
@@ -174,82 +204,3 @@ def _reduced(reduce: Reduce, *parts: list[Tensor]) -> list[list[Tensor]]:
         out.append(flat[start : start + len(part)])
         start += len(part)
     return out
-
-
-# -- update directions -------------------------------------------------------------------------
-# Each takes the field with its graph (xi_g, xi_d) and the parameters (params_g, params_d) and
-# returns an Update. ``differentiable=True`` (one process) keeps the complete graph of the
-# direction, so that it can be differentiated again: its Jacobian is the spectrum of the method.
-
-
-def simultaneous(xi_g: Tensors, xi_d: Tensors, params_g: Tensors, params_d: Tensors, *, reduce: Reduce = no_reduce,
-                 differentiable: bool = False) -> Update:
-    """Simultaneous gradient descent: u = xi."""
-    if not differentiable:
-        xi_g, xi_d = detach(xi_g), detach(xi_d)
-    g, d = _reduced(reduce, list(xi_g), list(xi_d))
-    return Update(g, d, {})
-
-
-def consensus(xi_g: Tensors, xi_d: Tensors, params_g: Tensors, params_d: Tensors, *, gamma: float,
-              reduce: Reduce = no_reduce, differentiable: bool = False) -> Update:
-    """ConOpt (Mescheder et al. 2017): u = xi + gamma * grad(1/2 ||xi||^2) = xi + gamma * H^T xi."""
-    field, params = [*xi_g, *xi_d], [*params_g, *params_d]
-    xi = _reduced(reduce, detach(field))[0]
-    (ht_xi,) = _reduced(reduce, ht_field(field, params, xi, differentiable))
-    base = field if differentiable else xi
-    u = axpy(gamma, ht_xi, base)
-    n = len(xi_g)
-    return Update(u[:n], u[n:], {"reg/consensus": 0.5 * norm(xi) ** 2})
-
-
-def jare(xi_g: Tensors, xi_d: Tensors, params_g: Tensors, params_d: Tensors, *, gamma: float,
-         reduce: Reduce = no_reduce, differentiable: bool = False) -> Update:
-    """JARE (Nie & Patel 2019): each player is regularised by the *other* player's gradient norm.
-
-        u_phi   = xi_phi   + gamma * grad_phi   (1/2 ||xi_theta||^2) = xi_phi   + gamma * H21^T xi_theta
-        u_theta = xi_theta + gamma * grad_theta (1/2 ||xi_phi||^2)   = xi_theta + gamma * H12^T xi_phi
-
-    Only the off-diagonal blocks of H^T enter; ConOpt adds H11 xi_phi and H22 xi_theta too.
-    """
-    bar_g, bar_d = _reduced(reduce, detach(xi_g), detach(xi_d))
-    corr_g, corr_d = _reduced(
-        reduce,
-        ht_field(xi_d, params_g, bar_d, differentiable),  # grad_phi 1/2 ||xi_theta||^2 = H21^T xi_theta
-        ht_field(xi_g, params_d, bar_g, differentiable),  # grad_theta 1/2 ||xi_phi||^2 = H12^T xi_phi
-    )
-    base_g, base_d = (xi_g, xi_d) if differentiable else (bar_g, bar_d)
-    stats = {"reg/generator": 0.5 * norm(bar_d) ** 2, "reg/discriminator": 0.5 * norm(bar_g) ** 2}
-    return Update(axpy(gamma, corr_g, base_g), axpy(gamma, corr_d, base_d), stats)
-
-
-def sga(xi_g: Tensors, xi_d: Tensors, params_g: Tensors, params_d: Tensors, *, lam: float, align: bool = True,
-        align_dim: int | None = None, eps: float = 0.1, reduce: Reduce = no_reduce,
-        differentiable: bool = False) -> Update:
-    """Symplectic gradient adjustment (Balduzzi et al. 2018; Letcher et al. 2019).
-
-        u = xi + lam * A^T xi,   A^T xi = (H^T xi - H xi) / 2
-
-    With ``align`` the sign of lam follows the Hamiltonian H_am = 1/2 ||xi||^2:
-
-        lam <- |lam| * sign(<xi, H^T xi> <A^T xi, H^T xi> / d + eps)
-
-    with d = ``align_dim`` (default: the number of scalar parameters, as in Letcher's code).
-    """
-    field, params = [*xi_g, *xi_d], [*params_g, *params_d]
-    xi = _reduced(reduce, detach(field))[0]
-    if differentiable:
-        ht_xi, h_xi = ht_field(field, params, xi, True), jvp(field, params, field, create_graph=True)
-    else:
-        ht_xi, h_xi = vjp_and_jvp(field, params, xi)
-    ht_xi, h_xi = _reduced(reduce, ht_xi, h_xi)
-    at_xi = [(a - b) / 2 for a, b in zip(ht_xi, h_xi)]
-    if align:
-        d = align_dim if align_dim is not None else sum(p.numel() for p in params)
-        # The sign is a choice, not part of the differentiable map: take it from detached values.
-        sign = torch.sign(dot(xi, ht_xi).detach() * dot(at_xi, ht_xi).detach() / d + eps)
-        lam = abs(lam) * sign
-    u = axpy(lam, at_xi, field if differentiable else xi)
-    n = len(xi_g)
-    lam_t = lam if isinstance(lam, Tensor) else torch.tensor(float(lam))
-    return Update(u[:n], u[n:], {"sga/lambda": lam_t})

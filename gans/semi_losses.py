@@ -46,11 +46,4 @@ def mix(a: Tensor, b: Tensor, lam: Tensor) -> Tensor:
     return lam * a + (1 - lam) * b
 
 
-def r1_penalty(logits_real: Tensor, real: Tensor) -> Tensor:
-    """R1 (Mescheder et al. 2018): E_x ||grad_x D(x)||^2 on real images (``real`` must require grad).
-    The gradient keeps its graph: the penalty is differentiated with respect to D's weights."""
-    (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
-    return grad.square().flatten(1).sum(dim=1).mean()
-
-
-__all__ = ["code_error", "code_errors", "mix", "r1_penalty", "supervised_error"]
+__all__ = ["code_error", "code_errors", "mix", "supervised_error"]

@@ -8,12 +8,13 @@ verified against the authors' code and which are switches)::
     L_G = softplus(-D(G(c, z))) + unsup_weight_g * ||E(G(c, z)) - c||
           + smooth_weight * ||E(G(Mix(c1, c2), z)) - Mix(c1, c2)||            (smoothness="codes")
           + sup_weight_g * ||E(G(c_l, z)) - c_l||                            (c_l: labelled codes)
-    L_D = softplus(D(G(c, z))) + softplus(-D(x)) + r1_gamma / 2 * ||grad_x D(x)||^2   (lazy R1)
+    L_D = softplus(D(G(c, z))) + softplus(-D(x)) + penalty_weight / 2 * ||grad_x D(x)||^2   (lazy R1)
           + unsup_weight_d * ||E(G(c, z)) - c|| + sup_weight * ||E(x_l) - c_l||
           + smooth_weight * ||E(Mix(x1, x2)) - Mix(c1, c2)||                 (smoothness="images")
 
-Updates are ``method``: alternating (D then G, the authors' schedule), or a simultaneous step
-along the game field or its JARE / ConOpt correction (``gans.game``), exactly as the other models.
+Updates are those of every model: alternating (D then G, the authors' schedule: the default) or
+simultaneous, along any method's direction (``gans.methods``: plain gradients by default, or
+JARE, ConOpt, extragradient, ...), with the shared gradient penalty (R1, lazy, by default).
 The Semi-StyleGAN-fine variant is the same model with a generator built with ``input_resolution``:
 its latent carries the downsampled real image (``StyleGANGenerator``).
 """
@@ -25,11 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gans import game
 from gans.base import DRY_BATCH, TwoPlayerGAN
-from gans.semi_losses import code_error, mix, r1_penalty, supervised_error
-
-METHODS = ("alternating", "simultaneous", "jare", "conopt")
+from gans.methods import Method, Players
+from gans.semi_losses import code_error, mix, supervised_error
 
 
 class FactorBatch(NamedTuple):
@@ -62,11 +61,10 @@ class SemiStyleGAN(TwoPlayerGAN):
         smoothness: ``codes`` mixes codes fed to G (the generator learns smooth control) or
             ``images`` mixes labelled real images fed to E (needs a labelled batch). Unverified.
         squared: squared L2 errors instead of the L2 norm (the authors' code uses the norm).
-        r1_gamma, r1_interval: R1 weight and its lazy interval (StyleGAN2: every 16 iterations,
-            scaled by the interval); r1_gamma 0 switches R1 off.
-        method: ``alternating`` (a D step, then a G step with fresh codes) or a simultaneous
-            step along the field (``simultaneous``) or its ``jare`` or ``conopt`` correction.
-        gamma: the JARE / ConOpt weight.
+        method, update, order: as ``TwoPlayerGAN``, with the authors' schedule by default: plain
+            gradients, alternating, a D step then a G step with fresh codes.
+        penalty, penalty_weight, penalty_every: as ``TwoPlayerGAN``, with StyleGAN2's lazy R1 by
+            default (gamma 10 every 16 iterations, scaled by the interval).
         num_reference: fine variant: real images kept (downsampled, in the checkpoint) for
             sampling without a data set.
         latent_dim: derived from the generator; when given it must agree.
@@ -88,10 +86,12 @@ class SemiStyleGAN(TwoPlayerGAN):
         smooth_weight: float = 1.0,
         smoothness: Literal["codes", "images"] = "codes",
         squared: bool = False,
-        r1_gamma: float = 10.0,
-        r1_interval: int = 16,
-        method: Literal["alternating", "simultaneous", "jare", "conopt"] = "alternating",
-        gamma: float = 1.0,
+        method: Method | None = None,
+        update: Literal["simultaneous", "alternating"] = "alternating",
+        order: Literal["g_first", "d_first"] = "d_first",
+        penalty: Literal["none", "r1", "r2", "wgan_gp"] = "r1",
+        penalty_weight: float = 10.0,
+        penalty_every: int = 16,
         num_reference: int = 64,
         latent_dim: int | None = None,
         loss: Literal["ns"] = "ns",
@@ -107,27 +107,23 @@ class SemiStyleGAN(TwoPlayerGAN):
         if latent_dim is not None and latent_dim != derived:
             raise ValueError(f"latent_dim={latent_dim} disagrees with the generator's codes + noise + image = {derived}; "
                              f"leave latent_dim out")
-        if loss != "ns" or method not in METHODS or smoothness not in ("codes", "images") \
-                or code_sampling not in ("grid", "uniform"):
-            raise ValueError(f"invalid option: loss must be 'ns', method one of {METHODS}, smoothness 'codes' or "
-                             f"'images', code_sampling 'grid' or 'uniform'; got loss={loss!r}, method={method!r}, "
-                             f"smoothness={smoothness!r}, code_sampling={code_sampling!r}")
-        if r1_interval < 1:
-            raise ValueError(f"r1_interval must be >= 1, got {r1_interval}")
+        if loss != "ns" or smoothness not in ("codes", "images") or code_sampling not in ("grid", "uniform"):
+            raise ValueError(f"invalid option: loss must be 'ns', smoothness 'codes' or 'images', code_sampling "
+                             f"'grid' or 'uniform'; got loss={loss!r}, smoothness={smoothness!r}, "
+                             f"code_sampling={code_sampling!r}")
         if kwargs.pop("discriminator_pass", "separate") == "joint":
             raise ValueError("discriminator_pass='joint' does not apply to SemiStyleGAN: its discriminator also "
                              "encodes codes and sees each batch of its phases separately")
-        super().__init__(generator, discriminator, latent_dim=derived, loss="ns", discriminator_pass="separate",
-                         **kwargs)
+        super().__init__(generator, discriminator, latent_dim=derived, loss="ns", method=method, update=update,
+                         order=order, penalty=penalty, penalty_weight=penalty_weight, penalty_every=penalty_every,
+                         discriminator_pass="separate", **kwargs)
         self.factor_sizes = list(factor_sizes) if factor_sizes is not None else None
         self.factors = list(factors) if factors is not None else None
         self.code_sampling, self.squared = code_sampling, squared
         self.unsup_weight_g, self.unsup_weight_d = unsup_weight_g, unsup_weight_d
         self.sup_weight, self.sup_weight_g = sup_weight, sup_weight_g
         self.smooth_weight, self.smoothness = smooth_weight, smoothness
-        self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
-        self.method, self.gamma = method, gamma
-        self.second_order = method in ("jare", "conopt")
+        self._terms: dict[str, Tensor] = {}  # the loss terms of the training step, for logging
         if self.condition_dim:
             res = generator.input_resolution
             self.register_buffer("reference", torch.zeros(num_reference, generator.channels, res, res))
@@ -189,28 +185,30 @@ class SemiStyleGAN(TwoPlayerGAN):
 
     def unpack(self, batch) -> FactorBatch:
         """(images[, codes, labelled[, labelled images, labelled codes]]) with the modelled factors."""
+        if isinstance(batch, FactorBatch):
+            return batch
         if isinstance(batch, Tensor):
             batch = (batch,)
-        images = self._real(batch)
+        images = super().unpack(batch)
         if len(batch) < 3 or batch[1].ndim != 2:
             return FactorBatch(images)
         pick = lambda codes: codes[:, self.factor_indices].to(images.dtype)  # noqa: E731
         extra = (batch[3].to(images.dtype), pick(batch[4])) if len(batch) >= 5 else (None, None)
         return FactorBatch(images, pick(batch[1]), batch[2].bool(), *extra)
 
+    def discriminator_logits(self, x: Tensor) -> Tensor:
+        return self.discriminator(x)[0].reshape(-1)
+
     def mix_weights(self, n: int, training: bool) -> Tensor:
-        """n weights in [0, 1] for the smoothness term's mixes: from the training stream in a
-        training step, from a fixed generator otherwise (``losses`` and ``update_direction`` have no
-        side effects and give the same field every time)."""
-        def draw(count: int, generator: torch.Generator) -> Tensor:
-            return torch.rand(count, generator=generator)
-        return self.draw_shard(n, draw) if training else draw(n, torch.Generator().manual_seed(0))
+        """n weights in [0, 1] for the smoothness term's mixes (``TwoPlayerGAN.draw``)."""
+        return self.draw(n, lambda count, generator: torch.rand(count, generator=generator), training)
 
     def loss_terms(self, batch: FactorBatch, latent: Tensor, phase: Literal["G", "D", "both"] = "both",
-                   r1: bool = False, training: bool = False) -> dict[str, Tensor]:
-        """The unweighted loss terms a phase needs (``player_losses`` weighs them); ``both`` shares
-        the generated batch between the players, as the simultaneous field needs. ``training``: the
-        random draws come from the training stream (``mix_weights``)."""
+                   penalty: str = "none", training: bool = False) -> dict[str, Tensor]:
+        """The unweighted loss terms a phase needs (``weighted_losses`` weighs them); ``both`` shares
+        the generated batch between the players, as the simultaneous field needs. ``penalty``: the
+        gradient penalty to include (its term is named after it); ``training``: the random draws come
+        from the training stream."""
         G, D, sq, k = self.generator, self.discriminator, self.squared, self.code_dim
         c = latent[:, :k]
         with torch.set_grad_enabled(torch.is_grad_enabled() and phase != "D"):
@@ -226,7 +224,7 @@ class SemiStyleGAN(TwoPlayerGAN):
                 codes = batch.labelled_codes[:len(latent)]
                 terms["g_sup"] = code_error(D(G(torch.cat([codes, latent[:len(codes), k:]], dim=1)))[1], codes, sq)
         if phase != "G":
-            real = batch.images.detach().requires_grad_(r1)
+            real = batch.images.detach().requires_grad_(penalty == "r1")
             d_real, e_real = D(real)
             terms["d_adv"] = F.softplus(d_fake.reshape(-1)).mean() + F.softplus(-d_real.reshape(-1)).mean()
             parts = [(e_real, batch.codes, batch.labelled)] if batch.codes is not None else []
@@ -239,13 +237,13 @@ class SemiStyleGAN(TwoPlayerGAN):
                 x, y = batch.labelled_images, batch.labelled_codes
                 lam = self.mix_weights(len(x), training).to(x)
                 terms["smooth"] = code_error(D(mix(x, x.roll(1, 0), lam))[1], mix(y, y.roll(1, 0), lam), sq)
-            if r1:
-                terms["r1"] = r1_penalty(d_real, real)
+            if penalty != "none":
+                terms[penalty] = self.penalty_value(penalty, real, fake, d_real, training)
         return terms
 
-    def player_losses(self, terms: dict[str, Tensor]) -> tuple[Tensor | None, Tensor | None]:
-        """(L_G, L_D) from the terms of ``loss_terms`` (None for a player whose terms are absent).
-        The lazy R1 is scaled by its interval, so its average weight is r1_gamma / 2."""
+    def weighted_losses(self, terms: dict[str, Tensor], training: bool = False) -> tuple[Tensor | None, Tensor | None]:
+        """(L_G, L_D) from the terms of ``loss_terms`` (None for a player whose terms are absent). A
+        lazy penalty is scaled by its interval in training, so its average weight is its own."""
         zero = terms["unsup"].new_zeros(())
         loss_g = loss_d = None
         if "g_adv" in terms:
@@ -254,52 +252,28 @@ class SemiStyleGAN(TwoPlayerGAN):
         if "d_adv" in terms:
             loss_d = (terms["d_adv"] + self.unsup_weight_d * terms["unsup"] + self.sup_weight * terms.get("sup", zero)
                       + (self.smooth_weight * terms.get("smooth", zero) if self.smoothness == "images" else 0)
-                      + self.r1_gamma / 2 * self.r1_interval * terms.get("r1", zero))
+                      + self.penalty_factor(training) * terms.get(self.penalty, zero))
         return loss_g, loss_d
 
-    def _losses(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        # the field of unlabelled images, for update_direction and the spectrum callbacks
-        return self.player_losses(self.loss_terms(FactorBatch(real), z))
-
-    def direction(self, xi_g, xi_d, params_g, params_d, *, reduce=game.no_reduce, differentiable=False) -> game.Update:
-        if self.method == "jare":
-            return game.jare(xi_g, xi_d, params_g, params_d, gamma=self.gamma, reduce=reduce,
-                             differentiable=differentiable)
-        if self.method == "conopt":
-            return game.consensus(xi_g, xi_d, params_g, params_d, gamma=self.gamma, reduce=reduce,
-                                  differentiable=differentiable)
-        return super().direction(xi_g, xi_d, params_g, params_d, reduce=reduce, differentiable=differentiable)
+    def player_losses(self, batch: FactorBatch, z: Tensor, players: Players = "gd", training: bool = False):
+        phase = {"gd": "both", "g": "G", "d": "D"}[players]
+        terms = self.loss_terms(batch, z, phase, self.penalty_now(training) if "d" in players else "none", training)
+        if training:  # logged with the iteration (the first phase's value of a term both phases have)
+            for name, value in terms.items():
+                self._terms.setdefault(name, value.detach())
+        return self.weighted_losses(terms, training)
 
     # -- Lightning ---------------------------------------------------------------------------------
 
-    def functional_rule(self) -> None:
-        return None  # its losses and phases are its own (``loss_terms``); no compiled step
+    def compiled_step_problems(self) -> list[str]:
+        return ["SemiStyleGAN's losses are its own (loss_terms), not a loss of the discriminator's logits"]
 
-    def training_step(self, batch, batch_idx: int) -> None:
-        batch = self.unpack(batch)
-        r1 = self.r1_gamma > 0 and self.global_step % self.r1_interval == 0
-        opt, reduce = self.optimizers(), self.reduce()
-        if self.method == "alternating":
-            terms = self.loss_terms(batch, self.training_latent(batch), "D", r1, training=True)
-            _, loss_d = self.player_losses(terms)
-            self.apply_update(opt, None, loss_d, None, reduce(game.grad(loss_d, self.params_d)), counted=False)
-            terms_g = self.loss_terms(batch, self.training_latent(batch), "G", training=True)
-            loss_g, _ = self.player_losses(terms_g)
-            self.apply_update(opt, loss_g, None, reduce(game.grad(loss_g, self.params_g)), None)
-            terms.update({k: v for k, v in terms_g.items() if k != "unsup"})
-        else:
-            with self.full_precision():
-                terms = self.loss_terms(batch, self.training_latent(batch), "both", r1, training=True)
-                loss_g, loss_d = self.player_losses(terms)
-                xi_g, xi_d = game.vector_field(loss_g, loss_d, self.params_g, self.params_d,
-                                               create_graph=self.second_order)
-                update = self.direction(xi_g, xi_d, self.params_g, self.params_d, reduce=reduce)
-            self.apply_update(opt, loss_g, loss_d, update.g, update.d)
-        if self._should_log():
-            metrics = {"loss/generator": loss_g, "loss/discriminator": loss_d,
-                       **{f"terms/{name}": value for name, value in terms.items()}}
-            self.log_dict({k: v.detach().float() for k, v in metrics.items()}, on_step=True, on_epoch=False,
-                          sync_dist=self.trainer.world_size > 1)
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        self._terms = {}
+
+    def step_metrics(self) -> dict[str, Tensor]:
+        return {f"terms/{name}": value for name, value in self._terms.items()}
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

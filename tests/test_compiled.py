@@ -7,19 +7,25 @@ import pytest
 import torch
 
 from datamodules import MixtureOfGaussians
-from gans import JARE, SGA, ConOpt, Vanilla, compiled
+from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla, compiled
+from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans.losses import is_zero_sum
 from gans.networks import MLPDiscriminator, MLPGenerator
 from tests.helpers import flat, mlp_gan, quiet_trainer
 
 METHODS = [(Vanilla, {}), (ConOpt, {"gamma": 10.0}), (JARE, {"gamma": 100.0}), (SGA, {"lam": 1.0}),
-           (SGA, {"lam": 1.0, "align": False}), (SGA, {"lam": 0.5, "align_dim": "tensors"})]
+           (SGA, {"lam": 1.0, "align": False}), (SGA, {"lam": 0.5, "align_dim": "tensors"}),
+           (TwoPlayerGAN, {"method": Extragradient(0.3)}), (TwoPlayerGAN, {"method": Extragradient()})]
+
+
+def rule_of(model):
+    return model.method.compiled_rule(model.params_g, model.params_d, model.learning_rates())
 
 
 def functional(model, real, z):
     """The uncompiled step function at the model's parameters (D's pass as the model was told)."""
     step = compiled.step_function(model.generator, model.discriminator, model.loss_fn,
-                                  is_zero_sum(model.loss_name), model.functional_rule(),
+                                  is_zero_sum(model.loss_name), rule_of(model),
                                   joint_d=model.discriminator_pass == "joint")
     pg, pd = ({n: p.detach() for n, p in net.named_parameters()} for net in (model.generator, model.discriminator))
     return step(pg, pd, real, z)
@@ -36,9 +42,10 @@ def test_every_direction_equals_the_game_algebra(cls, kw, loss, discriminator_pa
     torch.testing.assert_close(flat([*u_g.values(), *u_d.values()]), flat(g + d), rtol=1e-10, atol=1e-12)
     ref_g, ref_d = model.losses(real, z)
     assert torch.allclose(loss_g, ref_g) and torch.allclose(loss_d, ref_d)
-    _, _, ref_xi_g, ref_xi_d = model._field(real, z)
-    torch.testing.assert_close(flat([*xi_g.values(), *xi_d.values()]), flat(ref_xi_g + ref_xi_d).detach())
-    update = model.direction(ref_xi_g, ref_xi_d, model.params_g, model.params_d)
+    batch_game = model.game(real, z)
+    field = batch_game.field(create_graph=model.second_order)
+    torch.testing.assert_close(flat([*xi_g.values(), *xi_d.values()]), flat(field.xi_g + field.xi_d).detach())
+    update = model.method.direction(batch_game, field)
     assert set(stats) == set(update.stats)  # the logged regulariser values and SGA's sign agree too
     for key, value in update.stats.items():
         torch.testing.assert_close(stats[key].to(value), value)
@@ -47,7 +54,7 @@ def test_every_direction_equals_the_game_algebra(cls, kw, loss, discriminator_pa
 def test_the_flat_update_is_the_concatenated_direction(batch64):
     real, z = batch64
     model = mlp_gan(JARE, loss="zero_sum", gamma=10.0)
-    args = (model.generator, model.discriminator, model.loss_fn, True, model.functional_rule())
+    args = (model.generator, model.discriminator, model.loss_fn, True, rule_of(model))
     pg, pd = ({n: p.detach() for n, p in net.named_parameters()} for net in (model.generator, model.discriminator))
     by_tensor, flat_u = compiled.step_function(*args)(pg, pd, real, z), compiled.step_function(*args, True)(pg, pd, real, z)
     for dicts, vector in zip(by_tensor[4:6], flat_u[4:6]):
@@ -97,8 +104,14 @@ def test_models_fitted_one_after_another_all_run_compiled(monkeypatch, caplog):
 
 
 def test_what_it_cannot_do_is_refused_with_the_fix():
-    with pytest.raises(ValueError, match="Vanilla with these options has no compiled step.*compile_step false"):
+    with pytest.raises(ValueError, match="it computes simultaneous updates only.*compile_step false"):
         train(True, cls=Vanilla, update="alternating")
+    for method, why in ((OptimisticGradient(), "OptimisticGradient has no compiled step"),
+                        (CompetitiveGradient(), "CompetitiveGradient has no compiled step")):
+        with pytest.raises(ValueError, match=why):
+            train(True, cls=TwoPlayerGAN, method=method)
+    with pytest.raises(ValueError, match=r"the gradient penalty \(r1\) is not in its step"):
+        train(True, cls=Vanilla, penalty="r1")
     torch.manual_seed(0)
     with_batchnorm = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
     bn = JARE(with_batchnorm, MLPDiscriminator(2, 8, 2), latent_dim=4, compile_step=True)

@@ -11,19 +11,20 @@ import torch
 import torch.multiprocessing as mp
 
 from datamodules import MixtureOfGaussians
-from gans import JARE, SGA, ConOpt, GameDDPStrategy, Vanilla, game
+from gans import JARE, SGA, ConOpt, GameDDPStrategy, TwoPlayerGAN, Vanilla, game
 from gans.distributed import mean_across_processes
+from gans.methods import CompetitiveGradient, Extragradient, JacobianRegularization, OptimisticGradient
 from tests.helpers import mlp_gan, quiet_trainer
 
 STEPS, BATCH = 4, 16
 EXPECTED_SUMMARY: dict[str, str] = {}
 
 
-class NaiveJARE(JARE):
+class NaiveJacobianRegularization(JacobianRegularization):
     """What DDP-style averaging gives: each process's own direction, averaged afterwards."""
 
-    def direction(self, xi_g, xi_d, params_g, params_d, *, reduce=game.no_reduce, differentiable=False):
-        local = super().direction(xi_g, xi_d, params_g, params_d)
+    def direction(self, game_, field, *, reduce=game.no_reduce, differentiable=False):
+        local = super().direction(game_, field)
         if reduce is not game.no_reduce:
             g = mean_across_processes(local.g + local.d)
             return game.Update(g[:len(local.g)], g[len(local.g):], local.stats)
@@ -36,7 +37,13 @@ CASES = {
     "conopt": (ConOpt, {"gamma": 0.5}),
     "jare": (JARE, {"gamma": 0.5}),
     "sga": (SGA, {"lam": 0.5}),
-    "naive_jare": (NaiveJARE, {"gamma": 0.5}),
+    "extragradient": (TwoPlayerGAN, {"method": Extragradient(0.1)}),
+    "optimistic": (TwoPlayerGAN, {"method": OptimisticGradient()}),
+    "optimistic_alternating": (TwoPlayerGAN, {"method": OptimisticGradient(), "update": "alternating"}),
+    "cgd": (TwoPlayerGAN, {"method": CompetitiveGradient(0.5, tol=1e-13, max_iter=60)}),
+    "r1": (Vanilla, {"penalty": "r1", "penalty_weight": 2.0}),
+    "wgan_gp": (JARE, {"gamma": 0.5, "penalty": "wgan_gp", "penalty_every": 2}),
+    "naive_jare": (TwoPlayerGAN, {"method": NaiveJacobianRegularization(0.5)}),
 }
 
 
@@ -93,7 +100,7 @@ def two_process_results(tmp_path_factory):
     return torch.load(out)
 
 
-@pytest.mark.parametrize("name", ["vanilla", "alternating", "conopt", "jare", "sga"])
+@pytest.mark.parametrize("name", [n for n in CASES if n != "naive_jare"])
 def test_two_processes_equal_one_process_with_the_global_batch(two_process_results, name):
     single = train(name, 2 * BATCH)
     for key, value in single.items():

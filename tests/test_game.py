@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from gans import JARE, SGA, ConOpt, Vanilla, game
+from gans.methods import SymplecticGradientAdjustment
 from tests.helpers import flat, mlp_gan, update_jacobian
 
 
 def explicit_jacobian(module, real, z):
     """xi and H = d xi / d x built row by row from scalar gradients: independent of the vjp/jvp code."""
     params = module.params_g + module.params_d
-    loss_g, loss_d = module._losses(real, z)
+    loss_g, loss_d = module(real, z)
     xi = flat(torch.autograd.grad(loss_g, module.params_g, create_graph=True)
               + torch.autograd.grad(loss_d, module.params_d, create_graph=True))
     rows = [flat(game.grad(xi[i], params)) for i in range(len(xi))]
@@ -27,7 +28,7 @@ def direction(module, real, z):
 @pytest.mark.parametrize("create_graph", [False, True])
 def test_the_one_pass_zero_sum_field_is_each_players_gradient(create_graph, batch64):
     m = mlp_gan(Vanilla, loss="zero_sum")
-    loss_g, loss_d = m._losses(*batch64)
+    loss_g, loss_d = m(*batch64)
     xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=create_graph, zero_sum=True)
     assert torch.equal(flat(xi_g), flat(game.grad(loss_g, m.params_g)))
     assert torch.equal(flat(xi_d), flat(game.grad(loss_d, m.params_d)))
@@ -95,8 +96,9 @@ def test_alignment_can_flip_the_sign():
         torch.tensor([0.3], dtype=torch.float64, requires_grad=True)
     loss_g, loss_d = -phi.square().sum() / 2 + (phi * theta).sum(), -theta.square().sum() / 2 - (phi * theta).sum()
     xi_g, xi_d = game.vector_field(loss_g, loss_d, [phi], [theta], create_graph=True)
-    aligned = game.sga(xi_g, xi_d, [phi], [theta], lam=1.0)
-    plain = game.sga(xi_g, xi_d, [phi], [theta], lam=1.0, align=False)
+    field = game.Field(loss_g, loss_d, xi_g, xi_d, [phi], [theta])
+    aligned = SymplecticGradientAdjustment(lam=1.0).direction(None, field)
+    plain = SymplecticGradientAdjustment(lam=1.0, align=False).direction(None, field)
     assert aligned.stats["sga/lambda"].item() == -1.0
     assert plain.stats["sga/lambda"].item() == 1.0
     xi = torch.stack([xi_g[0], xi_d[0]]).detach().reshape(-1)
@@ -174,7 +176,7 @@ def test_jvp_and_vjp_against_explicit_jacobian(batch64):
     m = mlp_gan(Vanilla, loss="ns")
     _, H = explicit_jacobian(m, real, z)
     params = m.params_g + m.params_d
-    loss_g, loss_d = m._losses(real, z)
+    loss_g, loss_d = m(real, z)
     xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
     torch.manual_seed(2)
     v = [torch.randn_like(p) for p in params]
@@ -188,7 +190,7 @@ def test_seeded_vjp_is_the_gradient_of_the_inner_product(batch64):
     real, z = batch64
     m = mlp_gan(Vanilla, loss="ns")
     params = m.params_g + m.params_d
-    loss_g, loss_d = m._losses(real, z)
+    loss_g, loss_d = m(real, z)
     field = sum(game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True), [])
     torch.manual_seed(4)
     v = [torch.randn_like(p) for p in params]
@@ -216,9 +218,10 @@ def test_differentiable_direction_has_the_fd_jacobian(cls, kw, batch64):
     real, z = batch64
     m = mlp_gan(cls, width=3, depth=1, **kw)
     params = m.params_g + m.params_d
-    loss_g, loss_d = m._losses(real, z)
+    loss_g, loss_d = m(real, z)
     xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
-    u = flat(sum(m.direction(xi_g, xi_d, m.params_g, m.params_d, differentiable=True)[:2], []))
+    field = game.Field(loss_g, loss_d, xi_g, xi_d, m.params_g, m.params_d)
+    u = flat(sum(m.method.direction(m.game(real, z), field, differentiable=True)[:2], []))
     J = torch.stack([flat(game.grad(u[i], params)) for i in range(len(u))])
     torch.testing.assert_close(J, update_jacobian(m, real, z), rtol=1e-6, atol=1e-8)
 
@@ -234,9 +237,10 @@ def test_reduce_is_called_once_per_reduction(batch64):
 
     for cls, expected in ((SGA, [1, 2]), (JARE, [1, 1]), (ConOpt, [1, 1]), (Vanilla, [1])):
         m = mlp_gan(cls)
-        loss_g, loss_d = m._losses(real, z)
+        loss_g, loss_d = m(real, z)
         xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
         n = len(xi_g) + len(xi_d)
         calls.clear()
-        m.direction(xi_g, xi_d, m.params_g, m.params_d, reduce=counting)
+        m.method.direction(m.game(real, z), game.Field(loss_g, loss_d, xi_g, xi_d, m.params_g, m.params_d),
+                           reduce=counting)
         assert calls == [k * n for k in expected], cls.__name__

@@ -8,12 +8,15 @@ from torch import nn
 
 from datamodules import MixtureOfGaussians
 from gans import JARE, MODELS, SGA, ConOpt, NonFiniteError, SemiStyleGAN, TwoPlayerGAN, Vanilla
-from gans.networks import MLPGenerator
+from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
+from gans.networks import MLPDiscriminator, MLPGenerator
 from gans.optim import RMSpropTF
 from tests.helpers import mlp_gan, quiet_trainer
 
 METHODS = [(Vanilla, {}), (Vanilla, {"update": "alternating", "n_d": 2}), (ConOpt, {"gamma": 1.0}),
-           (JARE, {"gamma": 1.0}), (SGA, {"lam": 1.0})]
+           (JARE, {"gamma": 1.0}), (SGA, {"lam": 1.0}), (TwoPlayerGAN, {"method": Extragradient(0.01)}),
+           (TwoPlayerGAN, {"method": OptimisticGradient()}), (TwoPlayerGAN, {"method": CompetitiveGradient(0.1)}),
+           (JARE, {"gamma": 1.0, "penalty": "r1"}), (Vanilla, {"penalty": "wgan_gp", "penalty_every": 2})]
 LOSSES = ["ns", "zero_sum", "hinge", "wasserstein"]
 
 
@@ -110,9 +113,21 @@ def test_python_api_checkpoint_round_trip(tmp_path):
 
 
 def test_registry():
-    assert MODELS == {"vanilla": Vanilla, "sga": SGA, "conopt": ConOpt, "jare": JARE, "semistylegan": SemiStyleGAN,
-                      "semistylegan_fine": SemiStyleGAN}
-    assert all(issubclass(cls, TwoPlayerGAN) for cls in MODELS.values())
+    from gans import methods
+
+    classes = {"vanilla": Vanilla, "sga": SGA, "conopt": ConOpt, "jare": JARE, "semistylegan": SemiStyleGAN,
+               "semistylegan_fine": SemiStyleGAN}
+    assert {k: MODELS[k] for k in classes} == classes
+    assert set(MODELS) - set(classes) == {"extragradient", "optimistic", "cgd"}
+    built = {name: MODELS[name](MLPGenerator(2, 2, 4, 1), MLPDiscriminator(2, 4, 1), latent_dim=2, **kw)
+             for name, kw in (("extragradient", {"extrapolation": 0.3}), ("optimistic", {}), ("cgd", {"eta": 0.2}))}
+    assert all(type(m) is TwoPlayerGAN for m in built.values())
+    assert isinstance(built["extragradient"].method, methods.Extragradient)
+    assert built["extragradient"].method.extrapolation == 0.3 and built["cgd"].method.eta == 0.2
+    assert isinstance(built["optimistic"].method, methods.OptimisticGradient)
+    for name in ("vanilla", "sga", "conopt", "jare"):  # a shortcut is its method on TwoPlayerGAN
+        assert type(MODELS[name](MLPGenerator(2, 2, 4, 1), MLPDiscriminator(2, 4, 1), latent_dim=2).method) \
+            is methods.METHODS[name]
 
 
 def test_argument_errors():
@@ -188,7 +203,7 @@ def test_bf16_mixed_precision(cls, kw):
     bf16, fp32 = trained("bf16-mixed"), trained("32-true")
     assert all(torch.isfinite(v).all() for v in bf16.values())
     same = all(torch.equal(bf16[k], fp32[k]) for k in bf16)
-    assert same == cls.second_order
+    assert same == mlp_gan(cls, **kw).second_order
 
 
 def test_float16_with_a_gradient_scaler_is_refused_with_a_clear_error():

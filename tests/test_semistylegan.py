@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from gans import SemiStyleGAN, game
+from gans.methods import ConsensusOptimization, JacobianRegularization
 from gans.networks import StyleGANDiscriminator, StyleGANGenerator
-from gans.semi_losses import code_error, mix, r1_penalty, supervised_error
+from gans.penalties import squared_gradient_norm
+from gans.semi_losses import code_error, mix, supervised_error
 from gans.semistylegan import FactorBatch
 
 
@@ -50,9 +52,9 @@ def test_mix_and_r1_by_hand():
     torch.testing.assert_close(mix(a, b, torch.tensor([0.25, 1.0])), torch.tensor([[0.25] * 3, [1.0] * 3]))
     x = torch.randn(4, 1, 2, 2, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, dtype=torch.float64)
-    assert r1_penalty(x.flatten(1) @ w, x).item() == pytest.approx(w.square().sum().item())   # grad = w
+    assert squared_gradient_norm(x.flatten(1) @ w, x).item() == pytest.approx(w.square().sum().item())   # grad = w
     expected = (4 * x.detach().square().flatten(1).sum(1)).mean().item()                     # grad of |x|^2 = 2x
-    assert r1_penalty(x.square().flatten(1).sum(1), x).item() == pytest.approx(expected)
+    assert squared_gradient_norm(x.square().flatten(1).sum(1), x).item() == pytest.approx(expected)
 
 
 class ToyGenerator(nn.Module):
@@ -96,7 +98,7 @@ def toy_batch():
 def test_each_loss_term_by_hand():
     model, batch = toy_model(), toy_batch()
     latent = torch.rand(3, 3, dtype=torch.float64)
-    terms = model.loss_terms(batch, latent, "both", r1=True)
+    terms = model.loss_terms(batch, latent, "both", penalty="r1")
     lam = torch.rand(3, generator=torch.Generator().manual_seed(0)).double()  # the smoothness term's draw
 
     A, u, V = model.generator.A, model.discriminator.u, model.discriminator.V
@@ -134,13 +136,15 @@ def test_smoothness_on_images_and_the_generator_side_supervision():
 
 
 def test_player_losses_weigh_the_terms():
-    model = toy_model(unsup_weight_g=2.0, unsup_weight_d=3.0, sup_weight=5.0, smooth_weight=7.0, r1_gamma=4.0,
-                      r1_interval=3)
-    terms = model.loss_terms(toy_batch(), torch.rand(3, 3, dtype=torch.float64), "both", r1=True)
-    loss_g, loss_d = model.player_losses(terms)
+    model = toy_model(unsup_weight_g=2.0, unsup_weight_d=3.0, sup_weight=5.0, smooth_weight=7.0, penalty_weight=4.0,
+                      penalty_every=3)
+    terms = model.loss_terms(toy_batch(), torch.rand(3, 3, dtype=torch.float64), "both", penalty="r1")
+    loss_g, loss_d = model.weighted_losses(terms, training=True)
     torch.testing.assert_close(loss_g, terms["g_adv"] + 2 * terms["unsup"] + 7 * terms["smooth"])
     torch.testing.assert_close(loss_d, terms["d_adv"] + 3 * terms["unsup"] + 5 * terms["sup"] + 4 / 2 * 3 * terms["r1"])
-    g_only = model.player_losses(model.loss_terms(toy_batch(), torch.rand(3, 3, dtype=torch.float64), "G"))
+    _, unscaled = model.weighted_losses(terms)  # outside training the lazy penalty enters every time, unscaled
+    torch.testing.assert_close(unscaled, terms["d_adv"] + 3 * terms["unsup"] + 5 * terms["sup"] + 4 / 2 * terms["r1"])
+    g_only = model.weighted_losses(model.loss_terms(toy_batch(), torch.rand(3, 3, dtype=torch.float64), "G"))
     assert g_only[1] is None and g_only[0] is not None
 
 
@@ -148,7 +152,7 @@ def test_phases_compute_only_their_players_terms():
     model, batch = toy_model(), toy_batch()
     latent = torch.rand(3, 3, dtype=torch.float64)
     assert set(model.loss_terms(batch, latent, "G")) == {"unsup", "g_adv", "smooth"}
-    assert set(model.loss_terms(batch, latent, "D", r1=True)) == {"unsup", "d_adv", "sup", "r1"}
+    assert set(model.loss_terms(batch, latent, "D", penalty="r1")) == {"unsup", "d_adv", "sup", "r1"}
 
 
 def test_codes_are_drawn_from_the_factor_grid_or_uniformly():
@@ -163,19 +167,27 @@ def test_codes_are_drawn_from_the_factor_grid_or_uniformly():
         no_grid.sample_codes(2)
 
 
-@pytest.mark.parametrize("method, fn", [("jare", game.jare), ("conopt", game.consensus)])
-def test_second_order_methods_use_the_game_algebra(method, fn):
-    """JARE and ConOpt on this model are the shared ``gans.game`` directions of its field."""
-    model, batch = toy_model(method=method, gamma=0.5), toy_batch()
+@pytest.mark.parametrize("method", [JacobianRegularization(0.5), ConsensusOptimization(0.5)],
+                         ids=lambda m: type(m).__name__)
+def test_second_order_methods_use_the_game_algebra(method):
+    """JARE and ConOpt on this model are their directions of its field: H built from its own losses."""
+    model, batch = toy_model(method=method, update="simultaneous"), toy_batch()
     latent = torch.rand(3, 3, dtype=torch.float64)
-    torch.manual_seed(2)
-    loss_g, loss_d = model.player_losses(model.loss_terms(batch, latent, "both", r1=True))
-    xi_g, xi_d = game.vector_field(loss_g, loss_d, model.params_g, model.params_d, create_graph=True)
-    ours = model.direction(xi_g, xi_d, model.params_g, model.params_d)
-    expected = fn(xi_g, xi_d, model.params_g, model.params_d, gamma=0.5)
-    for a, b in zip(ours.g + ours.d, expected.g + expected.d):
-        torch.testing.assert_close(a, b)
-    assert not torch.allclose(ours.d[0], xi_d[0].detach())  # the correction is not zero
+    loss_g, loss_d = model.weighted_losses(model.loss_terms(batch, latent, "both", penalty="r1"))
+    params = model.params_g + model.params_d
+    xi = torch.cat([t.reshape(-1) for t in game.grad(loss_g, model.params_g, create_graph=True)
+                    + game.grad(loss_d, model.params_d, create_graph=True)])
+    H = torch.stack([torch.cat([t.reshape(-1) for t in game.grad(xi[i], params)]) for i in range(len(xi))])
+    n_g = sum(p.numel() for p in model.params_g)
+    correction = H.T @ xi.detach()
+    if isinstance(method, JacobianRegularization):  # the off-diagonal blocks only
+        K = torch.zeros_like(H)
+        K[:n_g, n_g:], K[n_g:, :n_g] = H[n_g:, :n_g].T, H[:n_g, n_g:].T
+        correction = K @ xi.detach()
+    g, d = model.update_direction(batch, latent)
+    ours = torch.cat([t.reshape(-1) for t in g + d])
+    torch.testing.assert_close(ours, xi.detach() + 0.5 * correction)
+    assert not torch.allclose(ours, xi.detach())  # the correction is not zero
 
 
 def test_contract_errors_are_clear():
@@ -189,7 +201,7 @@ def test_contract_errors_are_clear():
                          nn.Sequential(nn.Flatten(), nn.Linear(64, 1)), factor_sizes=[2, 2])
     with pytest.raises(ValueError, match=r"must return \(logits, codes\)"):
         model.check_networks((1, 8, 8))
-    with pytest.raises(ValueError, match="method one of"):
+    with pytest.raises(TypeError, match="method must be a gans.methods.Method"):
         toy_model(method="sga")
     with pytest.raises(ValueError, match="leave latent_dim out"):
         toy_model(latent_dim=7)

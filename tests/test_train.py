@@ -20,7 +20,8 @@ def run(tmp_path, *args, name="run"):
 
 
 def test_every_registered_model_has_a_config():
-    assert set(MODELS) == {"vanilla", "sga", "conopt", "jare", "semistylegan", "semistylegan_fine"}
+    assert set(MODELS) == {"vanilla", "sga", "conopt", "jare", "extragradient", "optimistic", "cgd", "semistylegan",
+                           "semistylegan_fine"}
     for name in MODELS:
         assert (train.CONFIGS / f"{name}.yaml").is_file()
 
@@ -44,21 +45,31 @@ def test_end_to_end_writes_metrics_plot_checkpoint_and_config(tmp_path, capsys):
     torch.testing.assert_close(model.generator.state_dict(), trainer.lightning_module.generator.state_dict())
 
 
-@pytest.mark.parametrize("name", ["sga", "conopt", "jare"])
-def test_second_order_models_train_from_the_command_line(tmp_path, name):
+@pytest.mark.parametrize("name", ["sga", "conopt", "jare", "extragradient", "optimistic", "cgd"])
+def test_every_method_trains_from_the_command_line(tmp_path, name):
     trainer = run(tmp_path, "--model", name, name=name)
     logged = trainer.logged_metrics
     assert trainer.global_step == 30
     assert {"loss/generator", "grad_norm/generator", "grad_norm/discriminator"} <= set(logged)
-    expected = {"sga": "sga/lambda", "conopt": "reg/consensus", "jare": "reg/generator"}[name]
+    expected = {"sga": "sga/lambda", "conopt": "reg/consensus", "jare": "reg/generator", "optimistic": "loss/generator",
+                "extragradient": "extragradient/extrapolation_norm", "cgd": "cgd/iterations"}[name]
     assert expected in logged
 
 
-def test_resume_is_exact_and_continues_in_the_same_folder(tmp_path):
+def test_a_penalty_and_another_method_from_the_command_line(tmp_path):
+    trainer = run(tmp_path, "--model", "vanilla", "--model.penalty", "r1", "--model.penalty_weight", "1.0",
+                  "--model.method", "gans.methods.Extragradient", "--model.method.extrapolation", "0.01")
+    assert trainer.global_step == 30 and type(trainer.lightning_module.method).__name__ == "Extragradient"
+    assert trainer.lightning_module.penalty == "r1"
+
+
+@pytest.mark.parametrize("model", ["jare", "optimistic", "cgd"])
+def test_resume_is_exact_and_continues_in_the_same_folder(tmp_path, model):
     """Interrupted at iteration 30 and resumed with --ckpt_path last, a run ends bit for bit where the
-    uninterrupted run ends: parameters, optimizer state, data and latent codes."""
+    uninterrupted run ends: parameters, optimizer state, data, latent codes and the method's state
+    (the optimistic method's previous field, CGD's warm start)."""
     def main(*extra):
-        return train.main(["--model", "jare", "--trainer.logger.init_args.save_dir", str(tmp_path),
+        return train.main(["--model", model, "--trainer.logger.init_args.save_dir", str(tmp_path),
                            "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "10",
                            "--data.init_args.batch_size", "32", "--model.generator.init_args.width", "16",
                            "--model.discriminator.init_args.width", "16", *extra])
@@ -69,8 +80,22 @@ def test_resume_is_exact_and_continues_in_the_same_folder(tmp_path):
     assert resumed.global_step == 50 and resumed.log_dir == str(tmp_path / "resumed" / "version_0")
     a, b = straight.lightning_module.state_dict(), resumed.lightning_module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    state_a, state_b = straight.lightning_module.method.state_dict(), resumed.lightning_module.method.state_dict()
+    assert all(torch.equal(x, y) for x, y in zip(flat_state(state_a), flat_state(state_b)))
+    assert model == "jare" or flat_state(state_a)
     opt_a, opt_b = straight.optimizers[0].state_dict()["state"], resumed.optimizers[0].state_dict()["state"]
     assert all(torch.equal(opt_a[i][k], opt_b[i][k]) for i in opt_a for k in opt_a[i])
+
+
+def flat_state(state) -> list[torch.Tensor]:
+    """The tensors of a method's state, in order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for key in sorted(state) for t in flat_state(state[key])]
+    if isinstance(state, (list, tuple)):
+        return [t for item in state for t in flat_state(item)]
+    return []
 
 
 CUSTOM_NETS = '''

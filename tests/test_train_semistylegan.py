@@ -15,7 +15,7 @@ TINY = ["--model.generator.init_args.channel_base", "64", "--model.generator.ini
         "--model.generator.init_args.w_dim", "16", "--model.discriminator.init_args.channel_base", "64",
         "--model.discriminator.init_args.channel_max", "8", "--data.init_args.batch_size", "8",
         "--data.init_args.labelled_batch_size", "4", "--trainer.enable_progress_bar", "false",
-        "--trainer.log_every_n_steps", "2", "--model.r1_interval", "2"]
+        "--trainer.log_every_n_steps", "2", "--model.penalty_every", "2"]
 CALLBACKS = ["--trainer.callbacks=[]",
              "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
              "--trainer.callbacks.save_last", "true",
@@ -98,9 +98,10 @@ def test_resume_is_exact(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("method", ["jare", "simultaneous"])
+@pytest.mark.parametrize("method", [["--model.method", "gans.methods.JacobianRegularization", "--model.method.gamma", "0.1"],
+                                    ["--model.method", "gans.methods.Extragradient"], []], ids=["jare", "eg", "gd"])
 def test_simultaneous_methods_train(tmp_path, method):
-    trainer = semistylegan(tmp_path, "--trainer.max_steps", "3", "--model.method", method, "--model.gamma", "0.1",
+    trainer = semistylegan(tmp_path, "--trainer.max_steps", "3", "--model.update", "simultaneous", *method,
                            callbacks=["--trainer.callbacks=[]"])
     assert trainer.global_step == 3
     assert all(torch.isfinite(p).all() for p in trainer.lightning_module.parameters())
