@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import os
 import re
 import sys
@@ -34,6 +35,7 @@ import torch  # noqa: E402
 from jsonargparse import ArgumentParser  # noqa: E402
 from pytorch_lightning.cli import LightningCLI  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_info  # noqa: E402
+from pytorch_lightning.utilities.exceptions import MisconfigurationException  # noqa: E402
 
 import yaml  # noqa: E402
 
@@ -299,7 +301,36 @@ class PrintSummary(pl.Callback):
             print(line)
 
 
+#: what a mistake in a command line, a config, a data folder or a network raises: reported in one
+#: line (``--debug`` or GAN_DYNAMICS_DEBUG=1 shows the traceback)
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, MisconfigurationException)
+DEBUG_ENV = "GAN_DYNAMICS_DEBUG"
+
+
+def one_line(err: BaseException) -> str:
+    """The message of the innermost cause (jsonargparse wraps a class's own error in a report of
+    the whole config), on one line."""
+    while err.__cause__ is not None and isinstance(err.__cause__, USER_ERRORS):
+        err = err.__cause__
+    message = " ".join(str(err).split()) or type(err).__name__
+    return message if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {message}"
+
+
 def main(argv: list[str] | None = None) -> pl.Trainer:
+    """Train from a command line (``sys.argv`` by default); a user error ends in one line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV) == "1"
+    try:
+        return train([a for a in args if a != "--debug"])
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+            raise SystemExit(1) from None  # rank 0 says it once
+        raise fail(one_line(err)) from None
+
+
+def train(args: list[str]) -> pl.Trainer:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
     # MixtureOfGaussians resumes from the iteration count (datamodules/mixture.py), not a loader state
@@ -310,9 +341,12 @@ def main(argv: list[str] | None = None) -> pl.Trainer:
     # logging counts iterations across epochs (short image epochs are fine); the EMA generator stays in eval mode
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*module\(s\) in eval mode at the start of training.*")
+    # Lightning's advertisements and a deprecation inside its own code, once per rank and run
+    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())
     if mkl_on_amd.status.startswith("on"):
         rank_zero_info(f"mkl_on_amd: {mkl_on_amd.status} ({mkl_on_amd.ENV}=0 turns it off)")
-    args = expand_model_name(list(sys.argv[1:] if argv is None else argv))
+    args = expand_model_name(args)
     cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                  parser_kwargs={"exit_on_error": False})

@@ -29,7 +29,9 @@ from benchmarks.common import quiet, write_results  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 METHODS = {"simgd": ("vanilla", []), "altgd": ("vanilla", ["--model.update", "alternating"]),
-           "conopt": ("conopt", []), "jare": ("jare", []), "sga": ("sga", [])}
+           "conopt": ("conopt", []), "jare": ("jare", []), "sga": ("sga", []), "eg": ("extragradient", []),
+           "ogd": ("optimistic", []), "cgd": ("cgd", []),
+           "simgd+r1": ("vanilla", ["--model.penalty", "r1", "--model.penalty_weight", "1.0"])}
 DATA = {"ring": [], "grid": ["--data.init_args.kind", "grid", "--data.init_args.std", "0.05"]}
 NUM_MODES = {"ring": 8, "grid": 25}
 
@@ -51,10 +53,11 @@ def history(trainer, callback: str) -> list[dict]:
     return next(cb.history for cb in trainer.callbacks if type(cb).__name__ == callback)
 
 
-def convergence_rows(seeds: list[int], iterations: int, every: int, folder: str, width: list[str]) -> list[dict]:
+def convergence_rows(seeds: list[int], iterations: int, every: int, folder: str, width: list[str],
+                     methods: list[str]) -> list[dict]:
     rows = []
     for data in DATA:
-        for method in METHODS:
+        for method in methods:
             for seed in seeds:
                 trainer = train_run(method, data, seed, iterations, every, folder, width)
                 rows.append({"data": data, "method": method, "seed": seed,
@@ -79,12 +82,12 @@ def spectra_rows(iterations: int, every: int, folder: str, nets: list[str]) -> l
 
 
 def convergence_figure(rows: list[dict]) -> Figure:
-    fig = Figure(figsize=(11, 7), dpi=100)
+    fig = Figure(figsize=(12, 8), dpi=100)
     for i, data in enumerate(DATA):
         for j, (key, label, top) in enumerate((("modes_covered", "modes covered", NUM_MODES[data]),
                                                ("high_quality", "high-quality samples (%)", 100))):
             ax = fig.add_subplot(2, 2, 2 * i + j + 1)
-            for method in METHODS:
+            for method in dict.fromkeys(r["method"] for r in rows):
                 runs = [r["history"] for r in rows if r["data"] == data and r["method"] == method]
                 its = [h["iteration"] for h in runs[0]]
                 values = np.array([[h[key] for h in run] for run in runs], dtype=float)
@@ -119,7 +122,7 @@ def spectra_figure(rows: list[dict]) -> Figure:
 def summary(rows: list[dict]) -> list[dict]:
     table = []
     for data in DATA:
-        for method in METHODS:
+        for method in dict.fromkeys(r["method"] for r in rows):
             finals = [r["history"][-1] for r in rows if r["data"] == data and r["method"] == method]
             table.append({"data": data, "method": method, "modes": [f["modes_covered"] for f in finals],
                           "high_quality_mean": statistics.mean(f["high_quality"] for f in finals)})
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, default=10000)
     parser.add_argument("--every", type=int, default=1000, help="evaluation cadence")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--parts", nargs="+", choices=["convergence", "spectra"], default=["convergence", "spectra"])
     args = parser.parse_args(argv)
     quiet()
@@ -142,11 +146,11 @@ def main(argv: list[str] | None = None) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as folder:
         if "convergence" in args.parts:
-            out["runs"] = convergence_rows(args.seeds, args.iterations, args.every, folder, width)
+            out["runs"] = convergence_rows(args.seeds, args.iterations, args.every, folder, width, args.methods)
             out["table"] = summary(out["runs"])
-            print(f"{'data':5s} {'method':7s} {'modes covered per seed':>24s} {'high quality':>13s}")
+            print(f"{'data':5s} {'method':9s} {'modes covered per seed':>24s} {'high quality':>13s}")
             for t in out["table"]:
-                print(f"{t['data']:5s} {t['method']:7s} {str(t['modes']):>24s} {t['high_quality_mean']:12.1f}%")
+                print(f"{t['data']:5s} {t['method']:9s} {str(t['modes']):>24s} {t['high_quality_mean']:12.1f}%")
             if not args.smoke:
                 FIGURES.mkdir(parents=True, exist_ok=True)
                 convergence_figure(out["runs"]).savefig(FIGURES / "convergence.png")

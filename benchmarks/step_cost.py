@@ -41,6 +41,7 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import quiet, write_results  # noqa: E402
+from benchmarks import eager_baseline  # noqa: E402
 from benchmarks.eager_baseline import EagerGame  # noqa: E402
 from datamodules import Digits, MixtureOfGaussians  # noqa: E402
 from gans.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator  # noqa: E402
@@ -53,6 +54,9 @@ METHODS = {
     "conopt": ("conopt", ["--model.gamma", "10"]),
     "jare": ("jare", ["--model.gamma", "1000"]),
     "sga": ("sga", ["--model.lam", "1"]),
+    "eg": ("extragradient", []),
+    "ogd": ("optimistic", []),
+    "cgd": ("cgd", []),
 }
 WEIGHTS = {"conopt": {"gamma": 10.0}, "jare": {"gamma": 1000.0}, "sga": {"lam": 1.0}}
 #: ``--compiled`` adds these methods again with ``compile_step`` (gans.compiled), as "<method>+compile";
@@ -216,14 +220,15 @@ def measure(sizes: dict, methods: list[str], warmup: int, repeats: int, iteratio
         for key, size in sizes.items():
             for method in methods:
                 loop = plain(method)  # a variant's row shares its method's eager loop
-                if (key, loop) not in baselines:
+                if (key, loop) not in baselines and loop in eager_baseline.METHODS:
                     baselines[key, loop] = peak(lambda: block_median(baseline(loop, size, steps, device), warmup,
                                                                      repeats, iterations), device)
-                base, base_mib = baselines[key, loop]
+                base, base_mib = baselines.get((key, loop), (None, None))  # the newer methods have no hand loop
                 mine, mine_mib = peak(lambda: block_median(ours(method, size, steps, folder, device), warmup, repeats,
                                                            iterations), device)
-                rows.append({"size": key, "label": size["label"], "method": method, "baseline_ms": 1000 * base,
-                             "ours_ms": 1000 * mine, "ours_over_baseline": mine / base,
+                rows.append({"size": key, "label": size["label"], "method": method,
+                             "baseline_ms": 1000 * base if base else None, "ours_ms": 1000 * mine,
+                             "ours_over_baseline": mine / base if base else None,
                              "baseline_peak_mib": base_mib, "ours_peak_mib": mine_mib})
     for row in rows:
         simgd = next((r for r in rows if r["size"] == row["size"] and r["method"] == "simgd"), None)
@@ -292,6 +297,8 @@ def combine(runs: list[list[dict]]) -> list[dict]:
 
 def ratio(row: dict, key: str) -> str:
     """``key`` of the row, with its range over the runs when there were several."""
+    if row.get(key) is None:
+        return "-"
     low, high = row.get(f"{key}_range", [row[key]] * 2)
     return f"{row[key]:.2f}" + (f" ({low:.2f}-{high:.2f})" if high > low else "")
 
@@ -337,8 +344,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in rows:
         rel = f"{r['ours_over_simgd']:7.2f}" if r["ours_over_simgd"] else " " * 7
         tf = f"{r['tf_ms']:6.2f} {ratio(r, 'ours_over_tf'):>{width}s}" if "tf_ms" in r else f"{'-':>6s} {'-':>{width}s}"
-        mem = f"{r['baseline_peak_mib']:.0f}/{r['ours_peak_mib']:.0f}" if r["ours_peak_mib"] is not None else "n/a (CPU)"
-        print(f"{r['label']:46s} {r['method']:14s} {r['baseline_ms']:11.2f} {r['ours_ms']:8.2f} "
+        mem = f"{r['baseline_peak_mib'] or 0:.0f}/{r['ours_peak_mib']:.0f}" if r["ours_peak_mib"] is not None else "n/a (CPU)"
+        base = f"{r['baseline_ms']:11.2f}" if r["baseline_ms"] is not None else f"{'-':>11s}"
+        print(f"{r['label']:46s} {r['method']:14s} {base} {r['ours_ms']:8.2f} "
               f"{ratio(r, 'ours_over_baseline'):>{width}s} {rel} {tf} {mem:>21s}")
     for key in dict.fromkeys(r["size"] for r in rows):
         floor = next(r.get("lightning_floor_ms") for r in rows if r["size"] == key)
