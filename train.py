@@ -16,11 +16,13 @@ LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_steps``
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import logging
 import os
 import re
+import shutil
 import sys
 import warnings
 from argparse import ArgumentError
@@ -38,6 +40,8 @@ from pytorch_lightning.utilities import rank_zero_info  # noqa: E402
 from pytorch_lightning.utilities.exceptions import MisconfigurationException  # noqa: E402
 
 import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
 from pytorch_lightning.callbacks.progress import ProgressBar  # noqa: E402
 from pytorch_lightning.plugins import TorchCheckpointIO  # noqa: E402
@@ -121,16 +125,50 @@ def short_error(err: ArgumentError, parser) -> str:
         close = difflib.get_close_matches(unknown[1], options, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{class_paths[-1]} has no option {unknown[1]!r}{hint}; its options are: {', '.join(options)}"
-    if bad := re.search(r"Expected (.+?)\. Got value: (.*)", message):
+    if bad := re.search(r"Expected (.+?)\. Got value: (.*?)(?:\. Got value: .*)?$", message, re.M):
         key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
         expected = re.sub(r"^an? ", "", bad[1])
         expected = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", re.sub(r"<class '(\w+)'>", r"\1", expected))
         return f"invalid value {bad[2]!r} for --{key}: expected {expected}"
-    if unknown := re.match(r"unrecognized arguments: (\S+)", message):
-        options = [s for a in parser._actions for s in a.option_strings]
-        close = difflib.get_close_matches(unknown[1].split("=")[0], options, n=1)
-        return f"unknown option {unknown[1]}" + (f" (did you mean {close[0]}?)" if close else "")
+    if unknown := re.match(r"unrecognized arguments: (\S+)", message, re.I):
+        option = unknown[1].split("=")[0]
+        close = nested_option(option) or next(iter(difflib.get_close_matches(
+            option, [s for a in parser._actions for s in a.option_strings], n=1)), None)
+        return f"unknown option {unknown[1]}" + (f" (did you mean {close}?)" if close else "")
     return message.splitlines()[0] if message else repr(err)
+
+
+#: where the options of each section of a config come from, for ``nested_option``
+SECTIONS = {"model": ("gans.TwoPlayerGAN", "gans.SemiStyleGAN"),
+            "data": ("datamodules.MixtureOfGaussians", "datamodules.ImageFolder", "datamodules.DSprites"),
+            "trainer": ("pytorch_lightning.Trainer",)}
+
+
+def nested_option(option: str) -> str | None:
+    """``--model.optimizer.lr`` for ``--optimizer.lr``: the option in the section whose classes take
+    its first part (the model's, the data's or the Trainer's)."""
+    head = option.lstrip("-").split(".")[0]
+    for section, class_paths in SECTIONS.items():
+        if any(head in {name.split(".")[0] for name in _class_options(path)} for path in class_paths):
+            return f"--{section}.{option.lstrip('-')}"
+    return None
+
+
+def yaml_problem(args: list[str]) -> str | None:
+    """Which ``--config`` file does not parse as YAML, and where."""
+    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in files:
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except OSError:
+            continue
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            return f"the config {path} is not valid YAML at{where}: {problem}"
+    return None
 
 
 class GanCLI(LightningCLI):
@@ -146,10 +184,11 @@ class GanCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
-            raise fail(short_error(err, parser)) from None
+            raise fail(yaml_problem(args) or short_error(err, parser)) from None
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config["trainer"]
+        check_batch_size(self.config.get("data"))
         set_threads(self.config.get("threads"), trainer)
         place_run_folder(trainer, self.config["model"]["class_path"])
         if self.config.get("ckpt_path") == "last":
@@ -169,6 +208,14 @@ class GanCLI(LightningCLI):
         if bar is not None and not configured(self.config["trainer"], ProgressBar):
             # Lightning's default bar counts the batches of an epoch: count the run's iterations
             self.trainer.callbacks[self.trainer.callbacks.index(bar)] = IterationProgressBar()
+
+
+def check_batch_size(data_config) -> None:
+    """A batch size that is not a positive integer, in one line before anything is built."""
+    init = getattr(data_config, "init_args", None)
+    size = getattr(init, "batch_size", 1) if init is not None else 1
+    if not (isinstance(size, int) and size >= 1):
+        raise fail(f"--data.batch_size must be a positive integer (samples per batch and process), got {size!r}")
 
 
 def set_threads(requested: int | None, trainer_config) -> None:
@@ -246,6 +293,10 @@ def check_resume(ckpt_path: str, config: dict) -> int:
     recorded = model_class_path(checkpoint)
     if recorded is not None and recorded != config["model"]["class_path"]:
         raise fail(f"--ckpt_path {ckpt_path} was written by {recorded}, not {config['model']['class_path']}: {own}")
+    data_recorded = checkpoint.get("datamodule_hyper_parameters", {}).get("_class_path")
+    data_now = (config.get("data") or {}).get("class_path")
+    if data_recorded is not None and data_now is not None and data_recorded != data_now:
+        raise fail(f"--ckpt_path {ckpt_path} was trained on {data_recorded}, not {data_now}: {own}")
     changed = [] if recorded is None else changed_settings(checkpoint.get("hyper_parameters", {}), config["model"], "model")
     changed += changed_settings(checkpoint.get("datamodule_hyper_parameters", {}), config.get("data") or {}, "data")
     if changed:
@@ -283,22 +334,58 @@ def slurm_run_folder(trainer_config) -> None:
         init.version = f"slurm_{job}"
 
 
+def summary_rows(trainer: pl.Trainer) -> list[tuple[str, str]]:
+    """(what, value) of the run's outcome: each callback's ``summary()``, the iterations, the run folder."""
+    rows = [(type(cb).__name__, s) for cb in trainer.callbacks if callable(getattr(cb, "summary", None))
+            and (s := cb.summary())]
+    skipped = trainer.lightning_module.skipped
+    rows.append(("iterations", f"{trainer.global_step}" + (f" ({skipped} skipped: non-finite)" if skipped else "")))
+    rows.append(("run folder", str(trainer.log_dir)))
+    return rows
+
+
 def summary(trainer: pl.Trainer) -> str:
     """The closing line: what each callback with a ``summary()`` reports, and where the run folder is."""
-    parts = [s for cb in trainer.callbacks if callable(getattr(cb, "summary", None)) and (s := cb.summary())]
-    skipped = trainer.lightning_module.skipped
-    iterations = f"{trainer.global_step} iterations" + (f" ({skipped} skipped: non-finite)" if skipped else "")
-    return "Done: " + " | ".join(parts + [iterations, f"run folder {trainer.log_dir}"])
+    rows = dict(summary_rows(trainer))
+    parts = [v for k, v in rows.items() if k not in ("iterations", "run folder")]
+    return "Done: " + " | ".join(parts + [f"{rows['iterations']} iterations", f"run folder {rows['run folder']}"])
 
 
 class PrintSummary(pl.Callback):
-    """Prints ``summary`` when fitting ends, from inside the training processes (with a spawn
-    launcher the launching process never sees the trained state)."""
+    """Prints the run's outcome when fitting ends, from inside the training processes (with a spawn
+    launcher the launching process never sees the trained state): a table on a terminal, the
+    ``summary`` line in a log file."""
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
-        line = summary(trainer)  # on every rank: trainer.log_dir is a collective under DDP
-        if trainer.is_global_zero:
+        line, rows = summary(trainer), summary_rows(trainer)  # on every rank: trainer.log_dir is a collective
+        if not trainer.is_global_zero:
+            return
+        console = Console()
+        if not console.is_terminal:
             print(line)
+            return
+        table = Table(title="Done", show_header=False, title_justify="left")
+        for what, value in rows:
+            table.add_row(what, value)
+        console.print(table)
+
+
+def run_folder(trainer: pl.Trainer) -> Path | None:
+    """The folder the run writes to (its logger's, else ``default_root_dir``), known before fitting
+    starts (``trainer.log_dir`` is a collective under DDP); None on ranks other than 0."""
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+        return None
+    logger = trainer.logger
+    return Path(logger.log_dir) if logger is not None and logger.log_dir else Path(trainer.default_root_dir)
+
+
+def discard_unused(folder: Path) -> None:
+    """Remove the folder a run that failed before its first iteration created (a config, an empty
+    event file): a failed start leaves nothing behind. A folder with a checkpoint is kept."""
+    if folder.is_dir() and not any(folder.rglob("*.ckpt")):
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the logger's name folder, when this run was its only one
+            folder.parent.rmdir()
 
 
 #: what a mistake in a command line, a config, a data folder or a network raises: reported in one
@@ -346,12 +433,26 @@ def train(args: list[str]) -> pl.Trainer:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())
     if mkl_on_amd.status.startswith("on"):
         rank_zero_info(f"mkl_on_amd: {mkl_on_amd.status} ({mkl_on_amd.ENV}=0 turns it off)")
+    elif mkl_on_amd.status.startswith(("preloaded", "could not")):
+        rank_zero_info(f"mkl_on_amd: {mkl_on_amd.status}")
+    if any(a in ("-h", "--help") for a in args):
+        print(f"--model NAME: {', '.join(MODELS)} (configs/NAME.yaml; or a class path such as gans.JARE)\n"
+              f"--data NAME: {', '.join(data_presets())} (configs/data/NAME.yaml; or a class path)\n"
+              f"--threads N, --ckpt_path PATH|last, --debug (tracebacks); every option of the model, the data and "
+              f"the Trainer follows.\n")
     args = expand_model_name(args)
     cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                  parser_kwargs={"exit_on_error": False})
     cli.trainer.callbacks.append(PrintSummary())
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    folder = run_folder(cli.trainer)
+    new_folder = folder is not None and not folder.exists()
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    except BaseException:
+        if new_folder and cli.trainer.global_step == 0:
+            discard_unused(folder)
+        raise
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # Lightning leaves the process group up; a gloo group alive at interpreter exit can abort
         # the process ("terminate called without an active exception").

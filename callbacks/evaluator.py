@@ -4,11 +4,11 @@ then cached. It must not be the model's own encoder, which a generator can learn
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from callbacks.fid import atomic_save
 from gans.distributed import rank_and_world
@@ -40,7 +40,7 @@ def _items(dataset: Dataset, indices: Tensor, factors: list[int]) -> tuple[Tenso
 
 def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int, *, steps: int = 4000,
                     batch_size: int = 64, lr: float = 1e-3, held_out: int = 1000, seed: int = 0,
-                    progress: bool = False) -> tuple[FactorEncoder, float]:
+                    report: Callable[[int], None] = lambda n: None) -> tuple[FactorEncoder, float]:
     """Fit a ``FactorEncoder`` to the codes of ``dataset[indices]`` (items (image, codes, ...));
     returns it in eval mode and its mean ||E*(x) - c||_2 on ``held_out`` items it never saw."""
     gen = torch.Generator().manual_seed(seed)
@@ -51,7 +51,8 @@ def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int
         torch.manual_seed(seed)
         net = FactorEncoder(channels, len(factors))
         opt = torch.optim.Adam(net.parameters(), lr=lr)
-        for _ in tqdm(range(steps), desc="evaluator encoder (once per data set)", disable=not progress):
+        for _ in range(steps):
+            report(1)
             images, codes = _items(dataset, train[torch.randint(len(train), (batch_size,), generator=gen)], factors)
             loss = (net(images) - codes).square().sum(1).mean()
             opt.zero_grad()
@@ -64,15 +65,17 @@ def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int
 
 
 def cached_evaluator(datamodule, factors: list[int], cache_dir: Path, *, steps: int = 4000, seed: int = 0,
-                     barrier=lambda: None) -> tuple[FactorEncoder, float]:
-    """The data set's evaluator: trained on rank 0 the first time, then read from ``cache_dir``
-    (keyed by the images and their factors, not by which of them training may use)."""
+                     barrier=lambda: None, report: Callable[[int], None] = lambda n: None
+                     ) -> tuple[FactorEncoder, float]:
+    """The data set's evaluator: trained on rank 0 the first time (``report(1)`` after each step),
+    then read from ``cache_dir`` (keyed by the images and their factors, not by which of them
+    training may use)."""
     channels = datamodule.sample_shape[0]
     name = f"evaluator-{datamodule.factor_digest()}-{'_'.join(map(str, factors))}-{steps}-{seed}.pt"
     path = Path(cache_dir) / name
     if rank_and_world()[0] == 0 and not path.is_file():
         net, error = train_evaluator(datamodule.eval_dataset(), datamodule.evaluation_indices(), factors, channels,
-                                     steps=steps, seed=seed, progress=True)
+                                     steps=steps, seed=seed, report=report)
         atomic_save({"state_dict": net.state_dict(), "l2_error": error}, path)
     barrier()
     saved = torch.load(path, map_location="cpu", weights_only=True)

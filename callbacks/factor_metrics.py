@@ -20,10 +20,10 @@ import torch
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
-from torchvision.utils import save_image
 
 from callbacks.disentanglement import factor_classes, l2_error, mig
 from callbacks.evaluator import cached_evaluator
+from callbacks.progress import progress
 from callbacks.fid import cache_root
 from callbacks.image_grid import image_grid
 from callbacks.periodic import PeriodicEvaluation
@@ -77,9 +77,11 @@ class DisentanglementMetrics(PeriodicEvaluation):
             raise ValueError(f"DisentanglementMetrics needs data with known factors (datamodules.DSprites, "
                              f"FactorImageFolder), got {type(datamodule).__name__}")
         if stage == "fit" and self.evaluator == "independent" and self.encoder_star is None:
-            self.encoder_star, self.evaluator_error = cached_evaluator(
-                datamodule, pl_module.factor_indices, self.cache_dir, steps=self.evaluator_steps,
-                barrier=trainer.strategy.barrier)
+            with progress(trainer, "evaluator encoder (once per data set)", self.evaluator_steps, "steps",
+                          enabled=trainer.is_global_zero) as report:
+                self.encoder_star, self.evaluator_error = cached_evaluator(
+                    datamodule, pl_module.factor_indices, self.cache_dir, steps=self.evaluator_steps,
+                    barrier=trainer.strategy.barrier, report=report)
 
     def _batched(self, fn, inputs: Tensor) -> np.ndarray:
         return torch.cat([fn(chunk).float().cpu() for chunk in inputs.split(self.batch_size)]).numpy()
@@ -129,7 +131,9 @@ class DisentanglementMetrics(PeriodicEvaluation):
         (run_dir / "plots").mkdir(parents=True, exist_ok=True)
         with open(run_dir / "disentanglement.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        save_image(grid, run_dir / "plots" / f"traversal_{it:06d}.png")
+        traversal_figure(grid, self.row_labels(trainer), self.traversal_steps,
+                         f"iteration {it}: each row sweeps one code from 0 to 1").savefig(
+            run_dir / "plots" / f"traversal_{it:06d}.png")
         fig = metric_curves(self.history)
         fig.savefig(run_dir / "plots" / "disentanglement.png")
         for logger in trainer.loggers:
@@ -137,11 +141,33 @@ class DisentanglementMetrics(PeriodicEvaluation):
                 logger.experiment.add_image("disentanglement/traversal", grid, global_step=it)
                 logger.experiment.add_figure("disentanglement/curves", fig, global_step=it)
 
+    def row_labels(self, trainer: pl.Trainer) -> list[str]:
+        """The traversal rows' factors: ``code k: <factor name>`` (the data's names where it has them)."""
+        module, names = trainer.lightning_module, getattr(trainer.datamodule, "factor_names", None)
+        return [f"code {k}: {names[i]}" if names is not None and i < len(names) else f"code {k}"
+                for k, i in enumerate(module.factor_indices)]
+
     def summary(self) -> str | None:
         if not self.history:
             return None
         last = self.history[-1]
         return f"MIG {last['mig']:.3f}, L2 {last['l2']:.3f}, MIG-gen {last['mig_gen']:.3f}, L2-gen {last['l2_gen']:.3f}"
+
+
+def traversal_figure(grid: Tensor, labels: list[str], steps: int, title: str) -> Figure:
+    """The traversal grid with each row named after its factor and the columns after the code's value."""
+    image = grid.permute(1, 2, 0).numpy()
+    rows, height = len(labels), image.shape[0]
+    fig = Figure(figsize=(1.2 + 0.9 * steps, 0.4 + 0.9 * rows), dpi=100)
+    ax = fig.add_subplot()
+    ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+    ax.set_yticks([(k + 0.5) * height / rows for k in range(rows)], labels, fontsize=8)
+    ax.set_xticks([(j + 0.5) * image.shape[1] / steps for j in range(steps)],
+                  [f"{v:.2f}" for v in torch.linspace(0, 1, steps).tolist()], fontsize=7)
+    ax.set_xlabel("code value")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def metric_curves(history: list[dict]) -> Figure:

@@ -29,10 +29,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
-from tqdm.auto import tqdm
 
 from callbacks.features import ClassifierFeatures, InceptionFeatures, module_digest, train_classifier
 from callbacks.periodic import PeriodicEvaluation
+from callbacks.progress import progress
 from gans.distributed import rank_and_world
 
 
@@ -109,7 +109,7 @@ class FID(PeriodicEvaluation):
         self.antialias, self.kid, self.kid_subsets, self.kid_subset_size = antialias, kid, kid_subsets, kid_subset_size
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
         self.seed, self.progress = seed, progress
-        self._show_progress = progress
+        self._show_progress, self._trainer = progress, None
         self.extractor: nn.Module | None = None
         self.features_name = feature_extractor if isinstance(feature_extractor, str) else type(feature_extractor).__name__
         self.real_from_cache: bool | None = None
@@ -162,7 +162,7 @@ class FID(PeriodicEvaluation):
         return features.double()
 
     def _bar(self, total: int, desc: str):
-        return tqdm(total=total, desc=desc, leave=False, disable=not self._show_progress or rank_and_world()[0] != 0)
+        return progress(self._trainer, desc, total, "images", enabled=self._show_progress and rank_and_world()[0] == 0)
 
     # -- real statistics -----------------------------------------------------------------------
 
@@ -189,7 +189,7 @@ class FID(PeriodicEvaluation):
                                     num_workers=getattr(datamodule, "num_workers", 0)):
                 images = batch[0] if isinstance(batch, (tuple, list)) else batch
                 parts.append(self._features(images.to(device)).cpu())
-                bar.update(len(images) * world)
+                bar(len(images) * world)
         features = torch.cat(parts)
         stats = {"sum": features.sum(0), "cov_sum": features.T @ features, "n": torch.tensor(len(features))}
         if world > 1:
@@ -252,7 +252,7 @@ class FID(PeriodicEvaluation):
                 features = self._features(pl_module.generate(chunk))
                 fid.update(features, real=False)
                 parts.append(features)
-                bar.update(len(chunk) * world)
+                bar(len(chunk) * world)
         if kid is not None:
             # One tensor per process: torchmetrics gathers a list state element by element, so
             # several chunks would interleave across ranks and change KID's random subsets.
@@ -273,7 +273,7 @@ class FID(PeriodicEvaluation):
         return record
 
     def evaluate(self, trainer: pl.Trainer, pl_module) -> dict:
-        self._show_progress = self.progress and trainer.progress_bar_callback is not None
+        self._show_progress, self._trainer = self.progress, trainer
         record = {"iteration": trainer.global_step, **self.score(pl_module, trainer.datamodule)}
         self.history.append(record)
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks

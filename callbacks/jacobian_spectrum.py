@@ -8,6 +8,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
+from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from callbacks.spectrum import MAX_FULL_PARAMS, SpectrumResult, compute_spectrum
@@ -86,6 +87,7 @@ class JacobianSpectrum(pl.Callback):
         self.max_full_params, self.lr, self.seed = max_full_params, lr, seed
         self.history: list[dict] = []
         self._real: torch.Tensor | None = None
+        self._told = False
 
     # -- the fixed evaluation batch ------------------------------------------------------------
 
@@ -99,12 +101,15 @@ class JacobianSpectrum(pl.Callback):
             self._real = data.eval_samples(n)
         z = module.sample_latent(n, torch.Generator().manual_seed(self.seed)).cpu()
         world, rank = trainer.world_size, trainer.global_rank
-        if self.batch_size % world:
-            raise ValueError(f"JacobianSpectrum batch_size {self.batch_size} must be divisible by the {world} processes")
+        share = self.batch_size // world  # every process takes an equal share: the remainder is left out
+        if share * world != self.batch_size and not self._told:
+            rank_zero_warn(f"JacobianSpectrum: a batch of {self.batch_size} does not split over {world} processes; "
+                           f"the spectrum takes {share * world} samples per batch")
+            self._told = True
         reals, zs = [], []
         for real_b, z_b in zip(self._real.split(self.batch_size), z.split(self.batch_size)):
-            reals.append(real_b.chunk(world)[rank].to(module.device))
-            zs.append(z_b.chunk(world)[rank].to(module.device))
+            reals.append(real_b[rank * share:(rank + 1) * share].to(module.device))
+            zs.append(z_b[rank * share:(rank + 1) * share].to(module.device))
         return reals, zs
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:

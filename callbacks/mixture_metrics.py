@@ -7,6 +7,7 @@ sample lies that close to it.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -63,12 +64,13 @@ def scatter_figure(samples: Tensor, modes: Tensor, std: float, threshold: float,
 
 
 def curves_figure(history: list[dict], num_modes: int) -> Figure:
-    """Modes covered and high-quality percentage against iterations."""
-    fig = Figure(figsize=(8, 3), dpi=100)
+    """Modes covered, high-quality percentage and KL to uniform against iterations."""
+    fig = Figure(figsize=(11, 3), dpi=100)
     its = [r["iteration"] for r in history]
-    for i, (key, label, top) in enumerate((("modes_covered", "modes covered", num_modes),
-                                           ("high_quality", "high-quality samples (%)", 100))):
-        ax = fig.add_subplot(1, 2, i + 1)
+    panels = (("modes_covered", "modes covered", num_modes), ("high_quality", "high-quality samples (%)", 100),
+              ("kl_uniform", "KL to uniform (0: even)", math.log(max(num_modes, 2))))
+    for i, (key, label, top) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
         ax.plot(its, [r[key] for r in history], marker="o")
         ax.set_ylim(0, top * 1.05)
         ax.set_xlabel("iteration")

@@ -1,15 +1,17 @@
-"""A progress bar over the run's budget of iterations.
+"""A progress bar over the run's budget of iterations, and the progress of the work done besides.
 
 Lightning's bars count batches of an epoch; the mixture runs are one endless epoch counted in
 iterations, so they showed ``Epoch 0/-2``, and a resumed run gave no hint of where it stood. This
 bar shows ``iteration 1,200/10,000`` from the iteration a run starts or resumes at, the speed, the
-time left and the last losses, and what an evaluation is doing while it runs (``status``). On a
-terminal it is a live rich bar; in a log file (SLURM, CI) it prints a plain line every tenth of the
-budget instead of redrawing.
+time left and the last losses, and, below it, what an evaluation is doing while it runs
+(``progress``: FID features, a spectrum's products). On a terminal it is a live rich display; in a
+log file (SLURM, CI) it prints a plain line every tenth of the budget, and one per evaluation.
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Callable, Iterator
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks.progress import ProgressBar
@@ -62,13 +64,11 @@ class IterationProgressBar(ProgressBar):
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
         self._start = (time.monotonic(), trainer.global_step)
         if self._console.is_terminal:
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                      TextColumn("iteration {task.completed:,.0f}/{task.fields[budget]}"),
-                                      TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                      TextColumn("{task.fields[metrics]}"), console=self._console, transient=False)
+            self._progress = new_progress(self._console, transient=False)
             self._progress.start()
             self._task = self._progress.add_task("training", total=total, completed=trainer.global_step,
-                                                 budget=f"{total:,}" if total else "?", speed="", metrics="")
+                                                 budget=f"{total:,}" if total else "?", unit="iterations", speed="",
+                                                 metrics="")
         else:
             budget = f"{total:,}" if total else "no limit"
             where = f", resuming at iteration {trainer.global_step:,}" if trainer.global_step else ""
@@ -100,14 +100,27 @@ class IterationProgressBar(ProgressBar):
                                 f"{self._metrics(trainer)}", highlight=False)
             self._next_line = self._line_step(step, total)
 
-    def status(self, trainer: pl.Trainer, text: str) -> None:
-        """Show what is running besides training (an evaluation); ``""`` goes back to training."""
+    @contextlib.contextmanager
+    def work(self, trainer: pl.Trainer, description: str, total: int, unit: str) -> Iterator[Callable[[int], None]]:
+        """A line below the training bar for work done besides training (see ``progress``)."""
         if not self._active(trainer):
+            yield lambda n: None
             return
-        if self._progress is not None:
-            self._progress.update(self._task, description=text or "training")
-        elif text:
-            self._console.print(text, highlight=False)
+        if self._progress is None and self._console.is_terminal:  # before training starts
+            with new_progress(self._console, transient=True) as display:
+                task = display.add_task(description, total=total, budget=f"{total:,}", unit=unit, speed="", metrics="")
+                yield lambda n: display.advance(task, n)
+            return
+        if self._progress is None:  # a log file: one line when it is done
+            start, done = time.monotonic(), [0]
+            yield lambda n: done.__setitem__(0, done[0] + n)
+            self._console.print(f"{description}: {done[0]:,} {unit} in {time.monotonic() - start:.1f} s", highlight=False)
+            return
+        task = self._progress.add_task(description, total=total, budget=f"{total:,}", unit=unit, speed="", metrics="")
+        try:
+            yield lambda n: self._progress.advance(task, n)
+        finally:
+            self._progress.remove_task(task)
 
     def _stop(self) -> None:
         if self._progress is not None:
@@ -119,3 +132,32 @@ class IterationProgressBar(ProgressBar):
 
     def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
         self._stop()
+
+
+def new_progress(console: Console, transient: bool) -> Progress:
+    """The rich display the bar and ``progress`` share: description, bar, done/total, speed, time."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                    TextColumn("{task.completed:,.0f}/{task.fields[budget]} {task.fields[unit]}"),
+                    TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.fields[metrics]}"), console=console, transient=transient)
+
+
+@contextlib.contextmanager
+def progress(trainer: pl.Trainer | None, description: str, total: int, unit: str = "",
+             enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """Show the progress of a piece of work (an evaluation): ``with progress(trainer, "FID", n,
+    "images") as advance: ... advance(k)``. During training it is a line below the run's
+    ``IterationProgressBar`` (rank 0); outside training (``trainer`` None: an offline command) a
+    rich bar of its own on a terminal; nothing when not ``enabled`` or without either."""
+    bar = trainer.progress_bar_callback if trainer is not None else None
+    if not enabled:
+        yield lambda n: None
+    elif isinstance(bar, IterationProgressBar):
+        with bar.work(trainer, description, total, unit) as advance:
+            yield advance
+    elif trainer is None and Console().is_terminal:
+        with new_progress(Console(), transient=True) as display:
+            task = display.add_task(description, total=total, budget=f"{total:,}", unit=unit, speed="", metrics="")
+            yield lambda n: display.advance(task, n)
+    else:
+        yield lambda n: None

@@ -265,6 +265,9 @@ def _spectrum(module, reals, zs, *, field, k, dtype, tol, max_full_params, seed,
         target = dtype or module.params_g[0].dtype
         batches = [(r.to(target), t.to(target)) for r, t in zip(reals, zs)]
         u, params = field_with_graph(module, batches, field)
+        if not all(torch.isfinite(t).all() for t in u):
+            raise FloatingPointError(f"the {field} field is not finite (NaN or inf) at these parameters, so its "
+                                     f"Jacobian has no spectrum: the model or the data has diverged")
         ops = JacobianProducts(u, params, distributed)
         if k is None:
             if ops.n > max_full_params:

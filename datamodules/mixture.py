@@ -107,8 +107,10 @@ class MixtureOfGaussians(pl.LightningDataModule):
             if kind == "custom":
                 raise ValueError("kind='custom' needs an explicit std")
             std = DEFAULT_STD[kind]
-        if std < 0 or batch_size < 1:
-            raise ValueError(f"std must be >= 0 and batch_size >= 1, got std={std}, batch_size={batch_size}")
+        if std < 0:
+            raise ValueError(f"std must be >= 0, got {std}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer (samples per batch and process), got {batch_size}")
         self.kind, self.std, self.batch_size, self.seed = kind, float(std), batch_size, seed
         self.batches_per_epoch, self.eval_size = batches_per_epoch, eval_size
 

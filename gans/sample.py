@@ -1,10 +1,11 @@
 """Draw samples from a saved checkpoint.
 
-    python -m gans.sample runs/jare/version_0/checkpoints/last.ckpt --num 2500 --out samples
+    python -m gans.sample runs/jare/version_0/checkpoints/last.ckpt --num 2500
 
-writes ``samples.pt`` (the tensor) and ``samples.png``: for images a grid, for 2-D data a scatter
-plot over the training data's modes (with the coverage metrics when the checkpoint's data module
-is a mixture). Models with a generator EMA sample from it.
+writes ``samples/last_step<N>.pt`` (the tensor) and ``.png`` in the checkpoint's run folder (or
+``--out PATH``): for images a grid, for 2-D data a scatter plot over the training data's modes
+(with the coverage metrics when the checkpoint's data module is a mixture). Models with a
+generator EMA sample from it.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from gans.checkpoint import CheckpointError, load_datamodule, load_model
+from gans.checkpoint import CheckpointError, load_datamodule, load_model, read_checkpoint
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -21,12 +22,20 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--num", type=int, default=2500, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent codes")
-    parser.add_argument("--out", type=Path, default=Path("samples"), help="output path without extension")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output path without extension (default: <run folder>/samples/<checkpoint>_step<N>, "
+                             "beside the checkpoint's checkpoints/ folder)")
     args = parser.parse_args(argv)
+    if args.num < 1:
+        parser.error(f"--num must be a positive number of samples, got {args.num}")
     try:
+        checkpoint = read_checkpoint(args.checkpoint)
         model = load_model(args.checkpoint)
     except CheckpointError as err:
         parser.error(str(err))
+    if args.out is None:
+        args.out = (args.checkpoint.resolve().parent.parent / "samples" /
+                    f"{args.checkpoint.stem}_step{checkpoint.get('global_step', 0)}")
     samples = model.sample(args.num, torch.Generator().manual_seed(args.seed))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(samples, args.out.with_suffix(".pt"))

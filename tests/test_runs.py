@@ -140,9 +140,15 @@ def test_an_unreadable_last_checkpoint_names_the_readable_ones(tmp_path, damage,
     message = error_of("--model", "vanilla", "--trainer.max_steps", "9", *SMALL, "--trainer.logger.init_args.save_dir",
                        str(tmp_path), "--trainer.logger.init_args.name", "run", "--ckpt_path", "last")
     assert all(part in message for part in expected)
-    for command in (sample.main, spectrum.main):
+    from callbacks import fid
+    from gans import edit
+
+    image = tmp_path / "image.png"
+    image.write_bytes(b"")
+    for command, extra in ((sample.main, []), (spectrum.main, []), (fid.main, []),
+                           (edit.main, [str(image), "--factor", "0", "--value", "0.5"])):
         with pytest.raises(SystemExit):
-            command([str(last)])
+            command([str(last), *extra])
         err = capsys.readouterr().err
         assert all(part in err for part in expected) and "Traceback" not in err
 

@@ -142,13 +142,13 @@ def test_custom_discriminator_from_yaml_trains(tmp_path, monkeypatch):
 
 def test_discriminator_with_wrong_output_shape_fails_clearly(tmp_path, monkeypatch):
     config = custom_config(tmp_path, "TwoLogits", monkeypatch)
-    with pytest.raises(ValueError, match=r"discriminator TwoLogits must return one logit per sample, shape \(4,\) "
+    with pytest.raises(SystemExit, match=r"discriminator TwoLogits must return one logit per sample, shape \(4,\) "
                                          r"or \(4, 1\) for a batch of 4, but returned \(4, 2\)"):
         run(tmp_path, "--model", "vanilla", "--config", str(config))
 
 
 def test_generator_with_wrong_sample_shape_fails_clearly(tmp_path):
-    with pytest.raises(ValueError, match=r"generator MLPGenerator returns samples of shape \(3,\) but the data "
+    with pytest.raises(SystemExit, match=r"generator MLPGenerator returns samples of shape \(3,\) but the data "
                                          r"has samples of shape \(2,\)"):
         run(tmp_path, "--model", "vanilla", "--model.generator.init_args.out_dim", "3",
             "--model.discriminator.init_args.in_dim", "3")

@@ -87,10 +87,10 @@ def test_fid_of_a_checkpoint(tmp_path, capsys):
 
 
 def test_missing_data_folder_and_unknown_preset_are_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"image folder .*nowhere does not exist"):
+    with pytest.raises(SystemExit, match=r"image folder .*nowhere does not exist"):
         train.main(["--model", "vanilla", "--data", "folder", "--data.init_args.root", str(tmp_path / "nowhere"),
                     "--trainer.callbacks=[]", "--trainer.logger.init_args.save_dir", str(tmp_path)])
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py.*download=True"):
+    with pytest.raises(SystemExit, match=r"cifar-10-batches-py.*download=True"):
         train.main(["--model", "vanilla", "--data", "cifar10", "--data.init_args.root", str(tmp_path),
                     "--trainer.callbacks=[]", "--trainer.logger.init_args.save_dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="unknown data preset 'digit'; choose one of: .*digits"):
@@ -98,7 +98,7 @@ def test_missing_data_folder_and_unknown_preset_are_clear(tmp_path):
 
 
 def test_a_generator_of_the_wrong_image_size_is_named(tmp_path):
-    with pytest.raises(ValueError, match=r"returns samples of shape \(1, 64, 64\) but the data has samples of "
+    with pytest.raises(SystemExit, match=r"returns samples of shape \(1, 64, 64\) but the data has samples of "
                                          r"shape \(1, 32, 32\)"):
         digits(tmp_path, "vanilla", "--model.generator.init_args.resolution", "64", "--trainer.max_steps", "1")
 

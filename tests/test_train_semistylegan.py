@@ -108,7 +108,7 @@ def test_simultaneous_methods_train(tmp_path, method):
 
 
 def test_a_model_that_does_not_match_the_factors_is_named(tmp_path):
-    with pytest.raises(ValueError, match="set --model.factors to 5 factor indices"):
+    with pytest.raises(SystemExit, match="set --model.factors to 5 factor indices"):
         semistylegan(tmp_path, "--trainer.max_steps", "1", "--model.factors", "[0, 1]",
                      callbacks=["--trainer.callbacks=[]"])
 

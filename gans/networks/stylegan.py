@@ -23,6 +23,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
 GAIN = math.sqrt(2.0)
@@ -114,9 +115,10 @@ class ModulatedConv2d(nn.Module):
         weight = self.weight * self.scale
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        out = F.conv2d(x * style[:, :, None, None], weight, padding=weight.shape[-1] // 2)
+        out = F.conv2d(x * rearrange(style, "b i -> b i 1 1"), weight, padding=weight.shape[-1] // 2)
         if self.demodulate:  # 1 / ||W * s|| per sample and output channel
-            out = out * torch.rsqrt(style.square() @ weight.square().sum(dim=(2, 3)).T + 1e-8)[:, :, None, None]
+            energy = style.square() @ weight.square().sum(dim=(2, 3)).T  # (b, o): sum_i s_i^2 ||W_oi||^2
+            out = out * rearrange(torch.rsqrt(energy + 1e-8), "b o -> b o 1 1")
         return out
 
 
@@ -279,12 +281,11 @@ class DiscriminatorBlock(nn.Module):
 def minibatch_stddev(x: Tensor, group: int) -> Tensor:
     """Append the mean standard deviation over groups of ``group`` samples as one more feature map
     (StyleGAN's minibatch-stddev layer); the group shrinks to the largest divisor of the batch."""
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     g = max(d for d in range(1, min(group, n) + 1) if n % d == 0)
-    y = x.reshape(g, n // g, c, h, w)
-    y = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # (n // g,)
-    y = y.reshape(1, -1, 1, 1, 1).expand(g, -1, 1, h, w).reshape(n, 1, h, w)
-    return torch.cat([x, y], dim=1)
+    y = rearrange(x, "(g m) c h w -> g m c h w", g=g)  # groups of g samples, n / g apart in the batch
+    std = reduce((y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt(), "m c h w -> m", "mean")
+    return torch.cat([x, repeat(std, "m -> (g m) 1 h w", g=g, h=h, w=w)], dim=1)
 
 
 class StyleGANDiscriminator(nn.Module):

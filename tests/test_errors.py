@@ -1,0 +1,210 @@
+"""Every bad input ends in one short line that names the problem and the fix, without a traceback
+(``--debug`` shows it), and leaves no run folder behind; the small things a new user trips on."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import train
+from callbacks.jacobian_spectrum import JacobianSpectrum
+from callbacks.mixture_metrics import curves_figure
+from datamodules import ImageFolder
+from gans.threads import usable_cores
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def error(*args) -> str:
+    with pytest.raises(SystemExit) as info:
+        train.main(list(args))
+    message = str(info.value.code)
+    assert message.startswith("train.py: error: ") and "\n" not in message and "Traceback" not in message
+    return message
+
+
+def in_folder(tmp_path, *args) -> list[str]:
+    return [*args, *QUIET, "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.max_steps", "3"]
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_a_batch_size_that_is_not_positive(tmp_path, size):
+    message = error(*in_folder(tmp_path, "--model", "vanilla", "--data.batch_size", size))
+    assert f"--data.batch_size must be a positive integer (samples per batch and process), got {size}" in message
+
+
+def test_an_option_of_a_section_given_without_it_is_found(tmp_path):
+    assert "did you mean --model.optimizer.lr?" in error("--model", "vanilla", "--optimizer.lr", "1e6")
+    assert "did you mean --trainer.max_steps?" in error("--model", "vanilla", "--max_steps", "3")
+    assert "did you mean --data.batch_size?" in error("--model", "vanilla", "--batch_size", "3")
+
+
+def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  init_args:\n    gamma: [1,\n")
+    message = error("--model", "jare", "--config", str(bad))
+    assert f"the config {bad} is not valid YAML at line 4" in message
+
+
+NETS = '''
+from torch import nn
+
+class TwoLogits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+    def forward(self, x):
+        return self.lin(x)
+'''
+
+
+def test_the_good_messages_come_alone_and_leave_no_run_folder(tmp_path, monkeypatch):
+    (tmp_path / "nets.py").write_text(NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "runs"
+    cases = {
+        "discriminator TwoLogits must return one logit per sample": ["--model", "vanilla", "--model.discriminator",
+                                                                     "nets.TwoLogits"],
+        "generator MLPGenerator returns samples of shape (3,)": ["--model", "vanilla", "--model.generator.init_args.out_dim",
+                                                                 "3"],
+        f"image folder {tmp_path / 'nowhere'} does not exist": ["--model", "vanilla", "--data", "folder",
+                                                               "--data.init_args.root", str(tmp_path / "nowhere")],
+        "cifar-10-batches-py": ["--model", "vanilla", "--data", "cifar10", "--data.init_args.root", str(tmp_path)],
+        "feature_weights_path": ["--model", "vanilla", "--data", "digits", "--trainer.callbacks.feature_extractor",
+                                 "inception", "--trainer.callbacks.feature_weights_path", str(tmp_path / "none.pth")],
+        "k must be between 1 and": ["--model", "vanilla", "--trainer.callbacks=[]",
+                                    "--trainer.callbacks+=callbacks.JacobianSpectrum", "--trainer.callbacks.k", "10000000"],
+        "iteration 0: non-finite training state": ["--model", "vanilla", "--data.init_args.std", "1e400",
+                                                   "--trainer.callbacks=[]"],
+        "field is not finite (NaN or inf)": ["--model", "vanilla", "--data.init_args.std", "1e400"],
+        "invalid value 'nan' for --model.optimizer.lr: expected float": ["--model", "vanilla", "--model.optimizer.lr",
+                                                                          "nan"],
+        "MisconfigurationException": ["--model", "vanilla", "--trainer.accelerator", "gpu"],
+    }
+    for expected, args in cases.items():
+        message = error(*args, *QUIET, "--trainer.logger.init_args.save_dir", str(folder), "--trainer.max_steps", "2")
+        assert expected in message, message
+        assert not folder.exists() or not any(folder.rglob("version_*")), (expected, list(folder.rglob("*")))
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="returns samples of shape"):
+        train.main(["--model", "vanilla", "--model.generator.init_args.out_dim", "3", "--debug",
+                    *in_folder(tmp_path)])
+    monkeypatch.setenv(train.DEBUG_ENV, "1")
+    with pytest.raises(ValueError, match="returns samples of shape"):
+        train.main(["--model", "vanilla", "--model.generator.init_args.out_dim", "3", *in_folder(tmp_path)])
+
+
+def test_a_corrupt_image_is_found_before_training(tmp_path):
+    from torchvision.utils import save_image
+
+    for i in range(3):
+        save_image(torch.rand(3, 8, 8), tmp_path / f"img{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(OSError, match=r"cannot read image .*broken.png.*\(1 of the 4 files do not open as images"):
+        ImageFolder(str(tmp_path), resolution=8).setup("fit")
+
+
+def test_help_lists_the_models_and_data_presets_first(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    head = capsys.readouterr().out.splitlines()[:2]
+    assert head[0].startswith("--model NAME: vanilla, sga, conopt, jare, extragradient, optimistic, cgd")
+    assert head[1].startswith("--data NAME: celeba, cifar10, digits, folder, mnist")
+
+
+def test_a_run_prints_no_advertisement_nor_lightning_deprecation(tmp_path):
+    cmd = [sys.executable, str(train.CONFIGS.parent / "train.py"), *in_folder(tmp_path, "--model", "vanilla"),
+           "--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    assert "Done:" in output and "litlogger" not in output and "LeafSpec" not in output
+
+
+def test_the_sample_command_names_bad_counts_and_says_where_it_writes(tmp_path, capsys):
+    from gans import sample
+
+    train.main(in_folder(tmp_path, "--model", "vanilla", "--model.generator.init_args.width", "8",
+                         "--model.discriminator.init_args.width", "8"))
+    ckpt = tmp_path / "vanilla" / "version_0" / "checkpoints" / "last.ckpt"
+    for num in ("-5", "0"):
+        with pytest.raises(SystemExit):
+            sample.main([str(ckpt), "--num", num])
+        assert f"--num must be a positive number of samples, got {num}" in capsys.readouterr().err
+    out = sample.main([str(ckpt), "--num", "10"])
+    assert out == tmp_path / "vanilla" / "version_0" / "samples" / "last_step3"
+    assert out.with_suffix(".pt").is_file() and out.with_suffix(".png").is_file()
+    with pytest.raises(SystemExit):
+        sample.main(["--help"])
+    assert "<run folder>/samples/" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_spectrum_splits_any_batch_over_the_processes():
+    """--trainer.devices 3 with a spectrum batch of 64: each process takes 21 samples (63 in all)
+    instead of stopping three processes with an error."""
+    class Trainer:
+        world_size, datamodule = 3, None
+
+    callback = JacobianSpectrum(batch_size=64)
+    callback._real = torch.arange(64.0)[:, None]
+
+    class Model:
+        device = "cpu"
+
+        @staticmethod
+        def sample_latent(n, generator):
+            return torch.arange(float(n))[:, None]
+
+    shares = []
+    for rank in range(3):
+        Trainer.global_rank = rank
+        reals, zs = callback._eval_batches(Trainer, Model)
+        shares.append(reals[0][:, 0])
+    assert [len(s) for s in shares] == [21, 21, 21]
+    assert torch.equal(torch.cat(shares), torch.arange(63.0))
+
+
+def test_a_data_loader_takes_no_more_workers_than_cores(tmp_path):
+    from torchvision.utils import save_image
+
+    for i in range(4):
+        save_image(torch.rand(3, 8, 8), tmp_path / f"img{i}.png")
+    data = ImageFolder(str(tmp_path), resolution=8, batch_size=2, num_workers=64)
+    assert data.train_dataloader().num_workers == min(64, usable_cores())
+
+
+def test_the_mixture_curves_show_the_kl_to_uniform():
+    fig = curves_figure([{"iteration": 0, "modes_covered": 2, "high_quality": 10.0, "kl_uniform": 1.2},
+                         {"iteration": 100, "modes_covered": 8, "high_quality": 80.0, "kl_uniform": 0.1}], 8)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["modes covered", "high-quality samples (%)", "KL to uniform (0: even)"]
+
+
+def test_the_traversal_rows_are_named_after_their_factors():
+    from callbacks.factor_metrics import traversal_figure
+
+    fig = traversal_figure(torch.rand(3, 2 * 10, 4 * 10), ["code 0: shape", "code 1: scale"], 4, "title")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["code 0: shape", "code 1: scale"]
+    assert len(fig.axes[0].get_xticklabels()) == 4
+
+
+def test_resuming_an_image_run_into_the_mixture_config_is_refused(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(textwrap.dedent("""\
+        model:
+          init_args:
+            generator: {class_path: gans.networks.DCGANGenerator, init_args: {latent_dim: 64, channels: 1, resolution: 32, width: 4}}
+            discriminator: {class_path: gans.networks.DCGANDiscriminator, init_args: {channels: 1, resolution: 32, width: 4}}
+        """))
+    train.main(["--model", "vanilla", "--data", "digits", "--config", str(config), *in_folder(tmp_path),
+                "--trainer.callbacks=[]", "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
+                "--trainer.callbacks.save_last", "true"])
+    ckpt = tmp_path / "vanilla_digits" / "version_0" / "checkpoints" / "last.ckpt"
+    message = error("--model", "vanilla", "--ckpt_path", str(ckpt), *QUIET, "--trainer.max_steps", "9")
+    assert "was trained on datamodules.Digits, not datamodules.MixtureOfGaussians" in message
