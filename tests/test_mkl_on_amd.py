@@ -215,6 +215,11 @@ def test_train_py_logs_what_it_did_and_how_to_turn_it_off(monkeypatch):
     monkeypatch.setattr(mkl_on_amd, "status", "could not build the library: no C compiler ...")
     with pytest.raises(SystemExit):
         train.main(["--model", "no_such_model"])
+    assert said == ["mkl_on_amd: could not build the library: no C compiler ..."]  # why MKL stays generic
+    said.clear()
+    monkeypatch.setattr(mkl_on_amd, "status", "not an AMD CPU")
+    with pytest.raises(SystemExit):
+        train.main(["--model", "no_such_model"])
     assert said == []
 
 
