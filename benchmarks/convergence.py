@@ -37,7 +37,7 @@ NUM_MODES = {"ring": 8, "grid": 25}
 
 
 def train_run(method: str, data: str, seed: int, iterations: int, every: int, folder: str, extra: list[str]):
-    import train
+    from commands import train
 
     name, options = METHODS[method]
     return train.main(["--model", name, *options, *DATA[data], "--seed_everything", str(seed),

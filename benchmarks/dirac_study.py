@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import quiet, write_results  # noqa: E402
-from callbacks.spectrum import compute_spectrum  # noqa: E402
+from gans.spectrum import compute_spectrum  # noqa: E402
 from datamodules import MixtureOfGaussians  # noqa: E402
 from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla  # noqa: E402
 from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient  # noqa: E402

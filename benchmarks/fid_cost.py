@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import quiet, timed, write_results  # noqa: E402
 from benchmarks.step_cost import StepTimer, block_median  # noqa: E402
-from callbacks.features import InceptionFeatures, train_classifier  # noqa: E402
+from metrics.features import InceptionFeatures, train_classifier  # noqa: E402
 from callbacks.fid import FID  # noqa: E402
 from datamodules import Digits  # noqa: E402
 from gans import JARE, Vanilla  # noqa: E402

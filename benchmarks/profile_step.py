@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     quiet()
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    import train
+    from commands import train
 
     name, extra = METHODS[args.method]
     extra = [*extra, *VARIANTS.get(f"+{args.variant}", [])]

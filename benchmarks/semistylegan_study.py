@@ -34,7 +34,7 @@ SMOKE = ["--model.generator.init_args.channel_base", "64", "--model.generator.in
 
 def run(folder: Path, fraction: float, seed: int, steps: int, every: int, samples: int, evaluator_steps: int,
         smoke: bool, labelled_batch: int = 16) -> list[dict]:
-    import train
+    from commands import train
 
     name = f"f{fraction}_s{seed}_b{labelled_batch}"
     train.main(["--model", "semistylegan", "--seed_everything", str(seed), "--data.init_args.seed", str(seed),

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import quiet, timed, write_results  # noqa: E402
-from callbacks.spectrum import compute_spectrum  # noqa: E402
+from gans.spectrum import compute_spectrum  # noqa: E402
 from datamodules import MixtureOfGaussians  # noqa: E402
 from gans import JARE  # noqa: E402
 from gans.networks import MLPDiscriminator, MLPGenerator  # noqa: E402

@@ -126,7 +126,7 @@ def model_options(size: dict) -> list[str]:
 
 
 def ours(method: str, size: dict, steps: int, folder: str, device: str) -> list[float]:
-    import train
+    from commands import train
 
     name, extra = METHODS[plain(method)]
     extra = [*extra, *VARIANTS.get(method[len(plain(method)):], [])]

@@ -1,34 +1,29 @@
 """Disentanglement and controllability metrics of a Semi-StyleGAN during training, and factor
-traversal grids.
+traversal grids (the metrics: ``metrics.disentanglement``).
 
-* MIG (``callbacks.disentanglement.mig``) and L2 of the model's encoder E on real images whose
-  factors are known: does E read the factors off real images?
+* MIG and L2 of the model's encoder E on real images whose factors are known: does E read the
+  factors off real images?
 * MIG-gen and L2-gen: generate G(c, z) and read the codes back with an evaluator encoder; with
-  the default independent evaluator E* (``callbacks.evaluator``, trained fully supervised and
+  the default independent evaluator E* (``metrics.evaluator``, trained fully supervised and
   cached) they measure whether c controls the factors. ``evaluator="own"`` uses the model's E.
 * A traversal grid: one row per factor, its code swept from 0 to 1 with the others fixed.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from matplotlib.figure import Figure
-from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 
-from callbacks.disentanglement import factor_classes, l2_error, mig
-from callbacks.evaluator import cached_evaluator
+from callbacks.figures import DISENTANGLEMENT_CURVES, disentanglement_curves, image_grid, traversal_figure
+from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.progress import progress
-from callbacks.fid import cache_root
-from callbacks.image_grid import image_grid
-from callbacks.periodic import PeriodicEvaluation
-
-CURVES = (("mig", "MIG"), ("mig_gen", "MIG-gen"), ("l2", "L2"), ("l2_gen", "L2-gen"))
+from datamodules.contracts import FactorImages
+from metrics.cache import cache_root
+from metrics.disentanglement import scores
+from metrics.evaluator import cached_evaluator
 
 
 def traversal_latents(model, steps: int, seed: int = 0) -> Tensor:
@@ -49,6 +44,8 @@ class DisentanglementMetrics(PeriodicEvaluation):
     ``plots/traversal_<iteration>.png`` and ``plots/disentanglement.png``. Each process computes
     the same values (nothing to gather); rank 0 writes.
 
+    Needs factor data (``datamodules.contracts.FactorImages``: DSprites, FactorImageFolder).
+
     Args:
         num_bins: MIG's histogram bins (disentanglement_lib: 20; the authors' code: 10).
         evaluator: ``independent`` (E*, trained on all known factors, cached under ``cache_dir``)
@@ -57,6 +54,8 @@ class DisentanglementMetrics(PeriodicEvaluation):
         traversal_steps: columns of the traversal grid.
         seed: fixes the real images, the generated codes and the traversal's latent.
     """
+
+    journal = "disentanglement.jsonl"
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 2000, num_bins: int = 20,
                  evaluator: Literal["independent", "own"] = "independent", evaluator_steps: int = 4000,
@@ -73,7 +72,7 @@ class DisentanglementMetrics(PeriodicEvaluation):
 
     def setup(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
         datamodule = trainer.datamodule
-        if not hasattr(datamodule, "evaluation_indices"):
+        if not isinstance(datamodule, FactorImages):
             raise ValueError(f"DisentanglementMetrics needs data with known factors (datamodules.DSprites, "
                              f"FactorImageFolder), got {type(datamodule).__name__}")
         if stage == "fit" and self.evaluator == "independent" and self.encoder_star is None:
@@ -83,67 +82,28 @@ class DisentanglementMetrics(PeriodicEvaluation):
                     datamodule, pl_module.factor_indices, self.cache_dir, steps=self.evaluator_steps,
                     barrier=trainer.strategy.barrier, report=report)
 
-    def _batched(self, fn, inputs: Tensor) -> np.ndarray:
-        return torch.cat([fn(chunk).float().cpu() for chunk in inputs.split(self.batch_size)]).numpy()
-
-    @torch.no_grad()
     def score(self, pl_module, datamodule) -> dict:
-        sizes = pl_module.code_sizes
-        data = datamodule.eval_dataset()
-        known = datamodule.evaluation_indices()
-        picks = np.random.default_rng(self.seed).choice(len(known), min(self.num_samples, len(known)), replace=False)
-        items = [data[int(known[i])] for i in picks]
-        images = torch.stack([x[0] for x in items])
-        codes = torch.stack([x[1] for x in items])[:, pl_module.factor_indices].numpy()
-        encoded = self._batched(pl_module.encode, images)
-        latents = pl_module.sample_latent(self.num_samples, torch.Generator().manual_seed(self.seed)).cpu()
-        asked = latents[:, :pl_module.code_dim].numpy()
-        if self.encoder_star is not None:
-            star = self.encoder_star.to(pl_module.device)
-            read = lambda z: star(pl_module.generate(z).to(next(star.parameters()).dtype))  # noqa: E731
-        else:
-            read = lambda z: pl_module.encode(pl_module.generate(z))  # noqa: E731
-        read_back = self._batched(read, latents)
-        return {"mig": mig(encoded, factor_classes(codes, sizes, self.num_bins), self.num_bins),
-                "l2": l2_error(encoded, codes),
-                "mig_gen": mig(read_back, factor_classes(asked, sizes, self.num_bins), self.num_bins),
-                "l2_gen": l2_error(read_back, asked),
-                # per factor mean |error|: some factors are not identifiable from the image (the
-                # orientation of a square), which the norm over all factors hides
-                "l2_per_factor": [round(float(e), 4) for e in np.abs(encoded - codes).mean(0)],
-                "l2_gen_per_factor": [round(float(e), 4) for e in np.abs(read_back - asked).mean(0)],
-                "num_samples": len(items), "evaluator": self.evaluator}
+        """The four metrics and their per-factor errors (``metrics.disentanglement.scores``)."""
+        return scores(pl_module, datamodule, self.encoder_star, num_samples=self.num_samples, num_bins=self.num_bins,
+                      batch_size=self.batch_size, seed=self.seed) | {"evaluator": self.evaluator}
 
-    def evaluate(self, trainer: pl.Trainer, pl_module) -> dict:
-        record = {"iteration": trainer.global_step, **self.score(pl_module, trainer.datamodule)}
-        self.history.append(record)
-        grid = image_grid(pl_module.generate(traversal_latents(pl_module, self.traversal_steps, self.seed)),
-                          nrow=self.traversal_steps)
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
+    def measure(self, trainer, pl_module) -> Report:
+        it = trainer.global_step
+        record = {"iteration": it, **self.score(pl_module, trainer.datamodule)}
+        plots = []
         if trainer.is_global_zero:
-            self._write(trainer, run_dir, record, grid)
-        return record
-
-    def _write(self, trainer: pl.Trainer, run_dir: Path, record: dict, grid: Tensor) -> None:
-        it = record["iteration"]
-        for logger in trainer.loggers:
-            logger.log_metrics({f"disentanglement/{k}": record[k] for k, _ in CURVES}, step=it)
-        (run_dir / "plots").mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "disentanglement.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        traversal_figure(grid, self.row_labels(trainer), self.traversal_steps,
-                         f"iteration {it}: each row sweeps one code from 0 to 1").savefig(
-            run_dir / "plots" / f"traversal_{it:06d}.png")
-        fig = metric_curves(self.history)
-        fig.savefig(run_dir / "plots" / "disentanglement.png")
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("disentanglement/traversal", grid, global_step=it)
-                logger.experiment.add_figure("disentanglement/curves", fig, global_step=it)
+            grid = image_grid(pl_module.generate(traversal_latents(pl_module, self.traversal_steps, self.seed)),
+                              nrow=self.traversal_steps)
+            title = f"iteration {it}: each row sweeps one code from 0 to 1"
+            plots = [Plot(f"traversal_{it:06d}", None, traversal_figure(grid, self.row_labels(trainer),
+                                                                        self.traversal_steps, title)),
+                     Plot(None, "disentanglement/traversal", grid),
+                     Plot("disentanglement", "disentanglement/curves", disentanglement_curves([*self.history, record]))]
+        return Report([record], {f"disentanglement/{k}": record[k] for k, _ in DISENTANGLEMENT_CURVES}, plots)
 
     def row_labels(self, trainer: pl.Trainer) -> list[str]:
         """The traversal rows' factors: ``code k: <factor name>`` (the data's names where it has them)."""
-        module, names = trainer.lightning_module, getattr(trainer.datamodule, "factor_names", None)
+        module, names = trainer.lightning_module, trainer.datamodule.factor_names
         return [f"code {k}: {names[i]}" if names is not None and i < len(names) else f"code {k}"
                 for k, i in enumerate(module.factor_indices)]
 
@@ -154,30 +114,3 @@ class DisentanglementMetrics(PeriodicEvaluation):
         return f"MIG {last['mig']:.3f}, L2 {last['l2']:.3f}, MIG-gen {last['mig_gen']:.3f}, L2-gen {last['l2_gen']:.3f}"
 
 
-def traversal_figure(grid: Tensor, labels: list[str], steps: int, title: str) -> Figure:
-    """The traversal grid with each row named after its factor and the columns after the code's value."""
-    image = grid.permute(1, 2, 0).numpy()
-    rows, height = len(labels), image.shape[0]
-    fig = Figure(figsize=(1.2 + 0.9 * steps, 0.4 + 0.9 * rows), dpi=100)
-    ax = fig.add_subplot()
-    ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
-    ax.set_yticks([(k + 0.5) * height / rows for k in range(rows)], labels, fontsize=8)
-    ax.set_xticks([(j + 0.5) * image.shape[1] / steps for j in range(steps)],
-                  [f"{v:.2f}" for v in torch.linspace(0, 1, steps).tolist()], fontsize=7)
-    ax.set_xlabel("code value")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def metric_curves(history: list[dict]) -> Figure:
-    """The four metrics against iterations."""
-    fig = Figure(figsize=(10, 2.8), dpi=100)
-    for i, (key, label) in enumerate(CURVES):
-        ax = fig.add_subplot(1, len(CURVES), i + 1)
-        ax.plot([r["iteration"] for r in history], [r[key] for r in history], marker="o")
-        ax.set_title(label)
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig

@@ -30,39 +30,14 @@ from torch.utils.data import DataLoader, Subset
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from callbacks.features import ClassifierFeatures, InceptionFeatures, module_digest, train_classifier
-from callbacks.periodic import PeriodicEvaluation
+from callbacks.figures import fid_curve
+from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.progress import progress
-from gans.distributed import rank_and_world
-
-
-def cache_root() -> Path:
-    """``$GAN_DYNAMICS_CACHE``, else ``~/.cache/gan-dynamics``."""
-    return Path(os.environ.get("GAN_DYNAMICS_CACHE") or Path.home() / ".cache" / "gan-dynamics")
-
-
-def block(n: int, rank: int, world: int) -> slice:
-    """Process ``rank``'s part of n items: contiguous blocks in rank order, sizes within one."""
-    return slice(n * rank // world, n * (rank + 1) // world)
-
-
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file and rename, so an interrupted write never leaves a broken cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-class _Precomputed(nn.Module):
-    """The metrics' "extractor": the features are extracted before ``update``."""
-
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, features: Tensor) -> Tensor:
-        return features
+from datamodules.contracts import ImageData
+from gans.distributed import block, rank_and_world
+from metrics.cache import atomic_save, cache_root, cached
+from metrics.features import ClassifierFeatures, InceptionFeatures, module_digest, train_classifier
+from metrics.fid import feature_statistics, frechet_with_reference, kernel_with_reference
 
 
 class FID(PeriodicEvaluation):
@@ -92,6 +67,8 @@ class FID(PeriodicEvaluation):
         seed: seeds the latent bank (the same codes at every evaluation), the real subset and KID's subsets.
         progress: a progress bar on rank 0 while features are extracted.
     """
+
+    journal = "fid.jsonl"
 
     def __init__(self, every_n_steps: int = 5000, num_samples: int = 10000, num_real: int | None = None,
                  batch_size: int = 200, feature_extractor: str | nn.Module = "inception",
@@ -134,16 +111,16 @@ class FID(PeriodicEvaluation):
 
     def trained_classifier(self, datamodule, barrier) -> nn.Module:
         """The data set's classifier: trained on rank 0 the first time, then read from the cache."""
-        if getattr(datamodule, "num_classes", None) is None:
+        if not isinstance(datamodule, ImageData) or datamodule.num_classes is None:
             raise ValueError(f"feature_extractor='classifier' needs labelled data (a data module with num_classes), "
                              f"{type(datamodule).__name__} has none; use feature_extractor='inception' or pass a module")
         channels, num_classes = datamodule.sample_shape[0], datamodule.num_classes
-        path = self.cache_dir / f"classifier-{datamodule.fingerprint()}-{self.seed}.pt"
-        if rank_and_world()[0] == 0 and not path.is_file():
+
+        def train() -> dict:
             net, accuracy = train_classifier(datamodule.eval_dataset(), channels, num_classes, seed=self.seed)
-            atomic_save({"state_dict": net.state_dict(), "accuracy": accuracy}, path)
-        barrier()
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+            return {"state_dict": net.state_dict(), "accuracy": accuracy}
+
+        saved = cached(self.cache_dir / f"classifier-{datamodule.fingerprint()}-{self.seed}.pt", train, barrier)
         net = ClassifierFeatures(channels, num_classes)
         net.load_state_dict(saved["state_dict"])
         self.classifier_accuracy = saved["accuracy"]
@@ -186,12 +163,12 @@ class FID(PeriodicEvaluation):
         with self._bar(num_real, "FID: real features") as bar:
             # a DataLoader draws its base seed from `generator`: not from the training RNG
             for batch in DataLoader(Subset(dataset, mine), batch_size=self.batch_size, generator=torch.Generator(),
-                                    num_workers=getattr(datamodule, "num_workers", 0)):
+                                    num_workers=datamodule.num_workers):
                 images = batch[0] if isinstance(batch, (tuple, list)) else batch
                 parts.append(self._features(images.to(device)).cpu())
                 bar(len(images) * world)
         features = torch.cat(parts)
-        stats = {"sum": features.sum(0), "cov_sum": features.T @ features, "n": torch.tensor(len(features))}
+        stats = feature_statistics(features)
         if world > 1:
             reduced = [stats["sum"].to(device), stats["cov_sum"].to(device), stats["n"].to(device)]
             for t in reduced:
@@ -213,21 +190,13 @@ class FID(PeriodicEvaluation):
             return self._metrics
         stats = self.real_statistics(datamodule, device)
         rank, world = rank_and_world()
-        dim, self.num_real_used = stats["sum"].shape[0], int(stats["n"])
-        fid = FrechetInceptionDistance(feature=_Precomputed(dim), reset_real_features=False).to(device)
-        # rank 0 holds the whole reference; torchmetrics sums the states over ranks
-        scale = 1 if rank == 0 else 0
-        fid.real_features_sum = stats["sum"].to(device) * scale
-        fid.real_features_cov_sum = stats["cov_sum"].to(device) * scale
-        fid.real_features_num_samples = stats["n"].to(device) * scale
+        self.num_real_used = int(stats["n"])
+        fid = frechet_with_reference(stats, device, holds_reference=rank == 0)
         kid = None
         if self.kid:
             n = len(stats["features"])
-            size = min(self.kid_subset_size, n, self.num_samples)
-            kid = KernelInceptionDistance(feature=_Precomputed(dim), subsets=self.kid_subsets, subset_size=size,
-                                          reset_real_features=False).to(device)
-            # contiguous blocks gathered in rank order: the same reference order as one process
-            kid.real_features = [stats["features"][block(n, rank, world)].to(device)]
+            kid = kernel_with_reference(stats["features"][block(n, rank, world)], device, self.kid_subsets,
+                                        min(self.kid_subset_size, n, self.num_samples))
         self._metrics = (fid, kid)
         return self._metrics
 
@@ -272,31 +241,14 @@ class FID(PeriodicEvaluation):
         record["seconds"] = time.perf_counter() - start
         return record
 
-    def evaluate(self, trainer: pl.Trainer, pl_module) -> dict:
+    def measure(self, trainer: pl.Trainer, pl_module) -> Report:
         self._show_progress, self._trainer = self.progress, trainer
         record = {"iteration": trainer.global_step, **self.score(pl_module, trainer.datamodule)}
-        self.history.append(record)
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
-        if trainer.is_global_zero:
-            self._write(trainer, run_dir, record)
-        return record
-
-    def _write(self, trainer: pl.Trainer, run_dir: Path, record: dict) -> None:
-        it = record["iteration"]
-        values = {"fid/value": record["fid"], "fid/num_samples": record["num_samples"], "fid/seconds": record["seconds"]}
+        metrics = {"fid/value": record["fid"], "fid/num_samples": record["num_samples"], "fid/seconds": record["seconds"]}
         if "kid_mean" in record:
-            values.update({"kid/mean": record["kid_mean"], "kid/std": record["kid_std"]})
-        for logger in trainer.loggers:
-            logger.log_metrics(values, step=it)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "fid.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        fig = fid_curve(self.history)
-        (run_dir / "plots").mkdir(exist_ok=True)
-        fig.savefig(run_dir / "plots" / "fid_curve.png")
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("fid/curve", fig, global_step=it)
+            metrics.update({"kid/mean": record["kid_mean"], "kid/std": record["kid_std"]})
+        plots = [Plot("fid_curve", "fid/curve", fid_curve([*self.history, record]))] if trainer.is_global_zero else []
+        return Report([record], metrics, plots)
 
     def summary(self) -> str | None:
         if not self.history:
@@ -307,46 +259,3 @@ class FID(PeriodicEvaluation):
 
 
 
-def fid_curve(history: list[dict]) -> Figure:
-    """FID (and KID) against iterations."""
-    fig = Figure(figsize=(8 if "kid_mean" in history[-1] else 4.5, 3), dpi=100)
-    keys = [("fid", "FID")] + ([("kid_mean", "KID")] if "kid_mean" in history[-1] else [])
-    for i, (key, label) in enumerate(keys):
-        ax = fig.add_subplot(1, len(keys), i + 1)
-        ax.plot([r["iteration"] for r in history], [r[key] for r in history], marker="o")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel(f"{label} ({history[-1]['num_samples']} samples, {history[-1]['features']})")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """FID of a saved checkpoint's generator (the EMA one when it has one) against its data."""
-    import argparse
-
-    from gans.checkpoint import CheckpointError, load_datamodule, load_model
-
-    parser = argparse.ArgumentParser(prog="python -m callbacks.fid", description=main.__doc__)
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--num-samples", type=int, default=10000)
-    parser.add_argument("--features", default="inception", help="inception or classifier")
-    parser.add_argument("--weights", default=None, help="the Inception weights file (offline machines)")
-    parser.add_argument("--kid", action="store_true", help="also the kernel inception distance")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    try:
-        model, data = load_model(args.checkpoint).to(args.device), load_datamodule(args.checkpoint)
-    except CheckpointError as err:
-        parser.error(str(err))
-    if data is None or not hasattr(data, "eval_dataset"):
-        parser.error("the checkpoint's datamodule is not an image datamodule (no eval_dataset())")
-    metric = FID(num_samples=args.num_samples, feature_extractor=args.features, feature_weights_path=args.weights,
-                 kid=args.kid)
-    record = metric.score(model, data)
-    print(json.dumps(record))
-    return record
-
-
-if __name__ == "__main__":
-    main()

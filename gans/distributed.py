@@ -24,6 +24,11 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def block(n: int, rank: int, world: int) -> slice:
+    """Process ``rank``'s part of n items: contiguous blocks in rank order, sizes within one."""
+    return slice(n * rank // world, n * (rank + 1) // world)
+
+
 def mean_across_processes(tensors: list[Tensor]) -> list[Tensor]:
     """The average over processes of each tensor, with one all-reduce of one flat buffer."""
     if not tensors:

@@ -181,6 +181,24 @@ class SemiStyleGAN(TwoPlayerGAN):
         """E(x): the discriminator's code prediction."""
         return self.discriminator(images.to(self.device, self.params_d[0].dtype if self.params_d else None))[1]
 
+    @torch.no_grad()
+    def edit(self, image: Tensor, factor: int, value: float, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """(codes read from ``image`` (1, C, H, W) in [-1, 1], the image generated with them, the image
+        generated with code ``factor`` set to ``value``). The fine variant also takes the image itself,
+        downsampled, so the edit keeps its coarse content; the plain model regenerates from the codes."""
+        if not 0 <= factor < self.code_dim:
+            raise ValueError(f"--factor must index one of the model's {self.code_dim} codes (0..{self.code_dim - 1}), "
+                             f"got {factor}")
+        codes = self.encode(image).clamp(0, 1).cpu()
+        latent = self.sample_latent(1, torch.Generator().manual_seed(seed))
+        if self.condition_dim:
+            latent = self.with_images(latent, image.to(latent))
+        latents = latent.repeat(2, 1)
+        latents[:, :self.code_dim] = codes.to(latent)
+        latents[1, factor] = value
+        out = self.generate(latents).cpu()
+        return codes[0], out[:1], out[1:]
+
     # -- losses ------------------------------------------------------------------------------------
 
     def unpack(self, batch) -> FactorBatch:

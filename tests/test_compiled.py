@@ -122,7 +122,7 @@ def test_what_it_cannot_do_is_refused_with_the_fix():
 def test_the_command_line_option(tmp_path, monkeypatch):
     import warnings
 
-    import train
+    from commands import train
 
     compiled_steps = []
     call = compiled.CompiledStep.__call__

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from callbacks.disentanglement import discretize, mig
+from metrics.disentanglement import discretize, mig
 
 
 def factors(n=20000, sizes=(3, 6, 10), seed=0):
@@ -68,7 +68,7 @@ def test_bad_input_is_named():
 
 
 def test_l2_error_and_factor_classes():
-    from callbacks.disentanglement import factor_classes, l2_error
+    from metrics.disentanglement import factor_classes, l2_error
 
     assert l2_error([[3.0, 4.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]) == pytest.approx(3.0)
     codes = np.array([[0.0, 1.0], [0.5, 0.25], [1.0, 0.75]])

@@ -128,7 +128,7 @@ def test_train_py_on_two_processes_equals_one_process_with_the_global_batch(tmp_
     import subprocess
     import sys
 
-    import train
+    from commands import train
 
     common = ["--model", model, "--trainer.max_steps", "12", "--trainer.precision", "64-true",
               "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(tmp_path),
@@ -154,7 +154,7 @@ def test_command_line_training_on_two_processes(tmp_path, strategy):
     import subprocess
     import sys
 
-    from train import CONFIGS
+    from commands.train import CONFIGS
 
     cmd = [sys.executable, str(CONFIGS.parent / "train.py"), "--model", "jare", "--trainer.strategy", strategy,
            "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--trainer.max_steps", "20",

@@ -10,9 +10,9 @@ import textwrap
 import pytest
 import torch
 
-import train
+from commands import train
 from callbacks.jacobian_spectrum import JacobianSpectrum
-from callbacks.mixture_metrics import curves_figure
+from callbacks.figures import curves_figure
 from datamodules import ImageFolder
 from gans.threads import usable_cores
 
@@ -129,7 +129,7 @@ def test_a_run_prints_no_advertisement_nor_lightning_deprecation(tmp_path):
 
 
 def test_the_sample_command_names_bad_counts_and_says_where_it_writes(tmp_path, capsys):
-    from gans import sample
+    from commands import sample
 
     train.main(in_folder(tmp_path, "--model", "vanilla", "--model.generator.init_args.width", "8",
                          "--model.discriminator.init_args.width", "8"))
@@ -187,7 +187,7 @@ def test_the_mixture_curves_show_the_kl_to_uniform():
 
 
 def test_the_traversal_rows_are_named_after_their_factors():
-    from callbacks.factor_metrics import traversal_figure
+    from callbacks.figures import traversal_figure
 
     fig = traversal_figure(torch.rand(3, 2 * 10, 4 * 10), ["code 0: shape", "code 1: scale"], 4, "title")
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["code 0: shape", "code 1: scale"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks.evaluator import cached_evaluator, train_evaluator
+from metrics.evaluator import cached_evaluator, train_evaluator
 from callbacks.factor_metrics import DisentanglementMetrics, traversal_latents
 from datamodules import DSprites
 
@@ -80,7 +80,7 @@ def test_evaluator_beats_guessing_and_is_cached(tmp_path, monkeypatch):
     assert error < 0.5 * guessing, (error, guessing)
 
     first, err1 = cached_evaluator(data, [3, 4], tmp_path, steps=5)
-    monkeypatch.setattr("callbacks.evaluator.train_evaluator", lambda *a, **k: pytest.fail("trained twice"))
+    monkeypatch.setattr("metrics.evaluator.train_evaluator", lambda *a, **k: pytest.fail("trained twice"))
     again, err2 = cached_evaluator(DSprites(resolution=32, labelled_fraction=0.01), [3, 4], tmp_path, steps=5)
     assert err1 == err2 and all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
                                                                    again.state_dict().values()))

@@ -16,8 +16,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from callbacks.features import INCEPTION_FILE, InceptionFeatures, to_uint8
-from callbacks.fid import FID, block
+from metrics.features import INCEPTION_FILE, InceptionFeatures, to_uint8
+from callbacks.fid import FID
+from gans.distributed import block
 from gans import Vanilla
 from gans.networks import MLPDiscriminator
 

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.func import functional_call, jacrev
 
-from callbacks.spectrum import compute_spectrum
+from gans.spectrum import compute_spectrum
 from datamodules import MixtureOfGaussians
 from gans import TwoPlayerGAN, Vanilla, game
 from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient

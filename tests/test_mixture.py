@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from callbacks.mixture_metrics import mixture_metrics
+from metrics.mixture import mixture_metrics
 from datamodules import MixtureOfGaussians, grid_modes, ring_modes
 
 

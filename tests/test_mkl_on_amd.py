@@ -203,7 +203,7 @@ def test_anything_unexpected_is_said_too(fresh, monkeypatch):
 
 
 def test_train_py_logs_what_it_did_and_how_to_turn_it_off(monkeypatch):
-    import train
+    from commands import train
 
     said = []
     monkeypatch.setattr(train, "rank_zero_info", said.append)

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-import train
+from commands import train
 from gans.checkpoint import AtomicCheckpointIO, read_checkpoint
 
 SMALL = ["--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
@@ -128,8 +128,8 @@ def test_a_resume_records_its_own_config_beside_the_runs(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
 def test_an_unreadable_last_checkpoint_names_the_readable_ones(tmp_path, damage, capsys):
-    from callbacks import spectrum
-    from gans import sample
+    from commands import spectrum
+    from commands import sample
 
     run(tmp_path, *CHECKPOINT_EVERY_5)
     last = checkpoints(tmp_path) / "last.ckpt"
@@ -140,8 +140,8 @@ def test_an_unreadable_last_checkpoint_names_the_readable_ones(tmp_path, damage,
     message = error_of("--model", "vanilla", "--trainer.max_steps", "9", *SMALL, "--trainer.logger.init_args.save_dir",
                        str(tmp_path), "--trainer.logger.init_args.name", "run", "--ckpt_path", "last")
     assert all(part in message for part in expected)
-    from callbacks import fid
-    from gans import edit
+    from commands import fid
+    from commands import edit
 
     image = tmp_path / "image.png"
     image.write_bytes(b"")
@@ -191,7 +191,7 @@ def test_the_progress_bar_counts_the_runs_iterations(tmp_path, capsys):
 
 
 def test_the_offline_spectrum_of_an_image_model(tmp_path):
-    from callbacks import spectrum
+    from commands import spectrum
 
     config = tmp_path / "tiny.yaml"
     config.write_text(textwrap.dedent("""\

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import train
+from commands import train
 from gans import MODELS, Vanilla
 
 FAST = ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "10"]
@@ -182,7 +182,7 @@ def test_every_config_parses_and_trains(tmp_path, config, capsys):
 
 
 def test_sample_from_checkpoint(tmp_path, capsys):
-    from gans import sample
+    from commands import sample
     from gans.checkpoint import load_model
 
     run(tmp_path, "--model", "jare")
@@ -197,7 +197,7 @@ def test_sample_from_checkpoint(tmp_path, capsys):
 
 
 def test_spectrum_of_a_checkpoint(tmp_path, capsys):
-    from callbacks import spectrum
+    from commands import spectrum
 
     run(tmp_path, "--model", "jare")
     folder = tmp_path / "run" / "version_0"

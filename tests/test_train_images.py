@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import train
+from commands import train
 
 SMALL = ["--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
          "--data.init_args.batch_size", "16", "--trainer.enable_progress_bar", "false",
@@ -66,7 +66,7 @@ def test_image_resume_is_exact_with_the_generator_ema(tmp_path):
 
 
 def test_sample_a_checkpoint_as_an_image_grid(tmp_path, capsys):
-    from gans import sample
+    from commands import sample
 
     digits(tmp_path, "vanilla", "--trainer.max_steps", "10")
     ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
@@ -76,7 +76,7 @@ def test_sample_a_checkpoint_as_an_image_grid(tmp_path, capsys):
 
 
 def test_fid_of_a_checkpoint(tmp_path, capsys):
-    from callbacks import fid
+    from commands import fid
 
     digits(tmp_path, "vanilla", "--trainer.max_steps", "10")
     ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"

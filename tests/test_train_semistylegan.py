@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.utils import save_image
 
-import train
+from commands import train
 from datamodules import DSprites
 
 TINY = ["--model.generator.init_args.channel_base", "64", "--model.generator.init_args.channel_max", "8",
@@ -44,7 +44,7 @@ def test_tiny_model_writes_metrics_traversals_and_a_checkpoint_the_editor_reads(
     assert {"terms/unsup", "terms/sup", "terms/smooth", "terms/r1", "loss/generator"} <= set(trainer.logged_metrics)
     assert trainer.lightning_module.factor_sizes == [3, 6, 40, 32, 32]
 
-    from gans import edit, sample
+    from commands import edit, sample
 
     sample.main([str(folder / "checkpoints" / "last.ckpt"), "--num", "16", "--out", str(tmp_path / "samples")])
     assert torch.load(tmp_path / "samples.pt").shape == (16, 1, 32, 32) and (tmp_path / "samples.png").is_file()
@@ -64,7 +64,7 @@ def test_fid_runs_on_factor_data(tmp_path):
     semistylegan(tmp_path, "--trainer.max_steps", "2", callbacks=[
         "--trainer.callbacks=[]", "--trainer.callbacks+=callbacks.FID", "--trainer.callbacks.every_n_steps", "2",
         "--trainer.callbacks.num_samples", "40",
-        '--trainer.callbacks.feature_extractor={"class_path": "callbacks.evaluator.FactorEncoder", '
+        '--trainer.callbacks.feature_extractor={"class_path": "metrics.evaluator.FactorEncoder", '
         '"init_args": {"channels": 1, "num_codes": 8}}'])
     record = json.loads((tmp_path / "run" / "version_0" / "fid.jsonl").read_text().splitlines()[-1])
     assert record["iteration"] == 2 and record["num_samples"] == 40 and record["fid"] > 0
@@ -73,7 +73,7 @@ def test_fid_runs_on_factor_data(tmp_path):
 def test_fine_variant_trains_and_edits_a_real_image(tmp_path, capsys):
     semistylegan(tmp_path, "--trainer.max_steps", "4", model="semistylegan_fine")
     ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
-    from gans import edit
+    from commands import edit
     from gans.checkpoint import load_model
 
     model = load_model(ckpt)

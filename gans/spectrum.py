@@ -2,7 +2,9 @@
 
     result = compute_spectrum(model, real, z, field="update", k=None)   # full spectrum, float64
     result = compute_spectrum(model, real, z, k=20)                      # ARPACK, top-20 + smallest real parts
-    python -m callbacks.spectrum runs/jare/version_0/checkpoints/last.ckpt --k 20
+
+(``python -m commands.spectrum CHECKPOINT`` for a saved checkpoint; ``callbacks.JacobianSpectrum``
+during training.)
 
 ``field="gradient"`` is the Jacobian H of the plain field xi = (grad_phi L_G, grad_theta L_D);
 ``field="update"`` the Jacobian of the direction the model's method follows (H for vanilla,
@@ -277,57 +279,3 @@ def _spectrum(module, reals, zs, *, field, k, dtype, tol, max_full_params, seed,
         else:
             values, mode = _topk(ops, k, tol, seed), "topk"
     return SpectrumResult(values, field=field, mode=mode, num_params=ops.n)
-
-
-# -- offline: python -m callbacks.spectrum CHECKPOINT ---------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> Path:
-    """Spectrum of a saved checkpoint, written as by the ``JacobianSpectrum`` callback."""
-    import argparse
-
-    from callbacks.jacobian_spectrum import eigenvalue_figure
-    from gans.checkpoint import CheckpointError, load_datamodule, load_model
-
-    parser = argparse.ArgumentParser(prog="python -m callbacks.spectrum", description=main.__doc__)
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--k", type=int, default=None, help="top-k eigenvalues (default: full spectrum when cheap, else 20)")
-    parser.add_argument("--field", choices=["update", "gradient", "both"], default="both")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--num-batches", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=4321, help="seed of the latent codes")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: next to the checkpoint's run)")
-    args = parser.parse_args(argv)
-    if not args.checkpoint.is_file():
-        parser.error(f"no checkpoint at {args.checkpoint}")
-    try:
-        model, data = load_model(args.checkpoint), load_datamodule(args.checkpoint)
-    except CheckpointError as err:
-        parser.error(str(err))
-    if not hasattr(data, "eval_samples"):
-        parser.error(f"the checkpoint's datamodule ({type(data).__name__}) gives no real data: it has no "
-                     f"eval_samples(n) (the mixtures and every image and factor datamodule of the project have it)")
-    n = args.batch_size * args.num_batches
-    reals = list(data.eval_samples(n).split(args.batch_size))
-    zs = list(model.sample_latent(n, torch.Generator().manual_seed(args.seed)).split(args.batch_size))
-    n_params = sum(p.numel() for p in model.params_g + model.params_d)
-    k = args.k if args.k is not None else (None if n_params <= MAX_FULL_PARAMS else 20)
-    fields = ["update", "gradient"] if args.field == "both" else [args.field]
-    results = {}
-    for name in fields:
-        results[name] = compute_spectrum(model, reals, zs, field=name, k=k)
-        print(f"{name:8s} {results[name].mode:4s} " + "  ".join(f"{key} {value:.4g}" for key, value in
-                                                           results[name].scalars().items()))
-    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    out = args.out or args.checkpoint.resolve().parent.parent / "spectra"
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.checkpoint.stem}_step{ckpt.get('global_step', 0)}"
-    np.savez(out / f"{stem}.npz", **{f"{name}_eigenvalues": r.eigenvalues for name, r in results.items()},
-             **{f"{name}_{key}": np.float64(v) for name, r in results.items() for key, v in r.scalars().items()})
-    eigenvalue_figure(results, f"{args.checkpoint.name}, iteration {ckpt.get('global_step', 0)}").savefig(out / f"{stem}.png")
-    print(f"eigenvalues -> {out / (stem + '.npz')}, plot -> {out / (stem + '.png')}")
-    return out / f"{stem}.npz"
-
-
-if __name__ == "__main__":
-    main()

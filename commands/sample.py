@@ -1,6 +1,6 @@
 """Draw samples from a saved checkpoint.
 
-    python -m gans.sample runs/jare/version_0/checkpoints/last.ckpt --num 2500
+    python -m commands.sample runs/jare/version_0/checkpoints/last.ckpt --num 2500
 
 writes ``samples/last_step<N>.pt`` (the tensor) and ``.png`` in the checkpoint's run folder (or
 ``--out PATH``): for images a grid, for 2-D data a scatter plot over the training data's modes
@@ -13,12 +13,16 @@ import argparse
 from pathlib import Path
 
 import torch
+from torchvision.utils import save_image
 
+from callbacks.figures import image_grid, scatter_figure
+from datamodules.contracts import MixtureData
 from gans.checkpoint import CheckpointError, load_datamodule, load_model, read_checkpoint
+from metrics.mixture import mixture_metrics
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m gans.sample", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m commands.sample", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--num", type=int, default=2500, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent codes")
@@ -41,16 +45,11 @@ def main(argv: list[str] | None = None) -> Path:
     torch.save(samples, args.out.with_suffix(".pt"))
     print(f"{args.num} samples of shape {tuple(samples.shape[1:])} -> {args.out.with_suffix('.pt')}")
     if samples.ndim == 4:
-        from callbacks.image_grid import image_grid
-        from torchvision.utils import save_image
-
         save_image(image_grid(samples, nrow=max(1, round(args.num ** 0.5))), args.out.with_suffix(".png"))
         print(f"image grid -> {args.out.with_suffix('.png')}")
     elif samples.ndim == 2 and samples.shape[1] == 2:
-        from callbacks.mixture_metrics import mixture_metrics, scatter_figure
-
         data = load_datamodule(args.checkpoint)
-        has_modes = hasattr(data, "modes")
+        has_modes = isinstance(data, MixtureData)
         modes, std, title = (data.modes, data.std, "") if has_modes else (torch.zeros(0, 2), 0.0, "")
         if has_modes:
             stats = mixture_metrics(samples, modes, std)

@@ -10,8 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from callbacks.fid import atomic_save
-from gans.distributed import rank_and_world
+from metrics.cache import cached
 
 
 class FactorEncoder(nn.Module):
@@ -72,13 +71,13 @@ def cached_evaluator(datamodule, factors: list[int], cache_dir: Path, *, steps: 
     training may use)."""
     channels = datamodule.sample_shape[0]
     name = f"evaluator-{datamodule.factor_digest()}-{'_'.join(map(str, factors))}-{steps}-{seed}.pt"
-    path = Path(cache_dir) / name
-    if rank_and_world()[0] == 0 and not path.is_file():
+
+    def train() -> dict:
         net, error = train_evaluator(datamodule.eval_dataset(), datamodule.evaluation_indices(), factors, channels,
                                      steps=steps, seed=seed, report=report)
-        atomic_save({"state_dict": net.state_dict(), "l2_error": error}, path)
-    barrier()
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+        return {"state_dict": net.state_dict(), "l2_error": error}
+
+    saved = cached(Path(cache_dir) / name, train, barrier)
     net = FactorEncoder(channels, len(factors))
     net.load_state_dict(saved["state_dict"])
     return net.eval().requires_grad_(False), saved["l2_error"]

@@ -1,6 +1,6 @@
 """Edit one factor of a real image with a trained Semi-StyleGAN.
 
-    python -m gans.edit runs/semistylegan_fine/version_0/checkpoints/last.ckpt image.png --factor 0 --value 0.8
+    python -m commands.edit runs/semistylegan_fine/version_0/checkpoints/last.ckpt image.png --factor 0 --value 0.8
 
 The encoder reads the image's codes c = E(x); code ``factor`` is set to ``value``; the generator
 draws G(c', z) (the EMA generator when the model has one). With a Semi-StyleGAN-fine checkpoint
@@ -18,32 +18,14 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from callbacks.image_grid import image_grid
+from callbacks.figures import image_grid
 from datamodules.images import FileImages
 from gans.checkpoint import CheckpointError, load_model
 from gans.semistylegan import SemiStyleGAN
 
 
-def edit(model: SemiStyleGAN, image: torch.Tensor, factor: int, value: float, seed: int = 0
-         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(codes read from ``image`` (1, C, H, W) in [-1, 1], the image generated with them, the image
-    generated with code ``factor`` set to ``value``)."""
-    if not 0 <= factor < model.code_dim:
-        raise ValueError(f"--factor must index one of the model's {model.code_dim} codes (0..{model.code_dim - 1}), "
-                         f"got {factor}")
-    codes = model.encode(image).clamp(0, 1).cpu()
-    latent = model.sample_latent(1, torch.Generator().manual_seed(seed))
-    if model.condition_dim:
-        latent = model.with_images(latent, image.to(latent))
-    latents = latent.repeat(2, 1)
-    latents[:, :model.code_dim] = codes.to(latent)
-    latents[1, factor] = value
-    out = model.generate(latents).cpu()
-    return codes[0], out[:1], out[1:]
-
-
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m gans.edit", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m commands.edit", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a Semi-StyleGAN checkpoint written by train.py")
     parser.add_argument("image", type=Path, help="the image to edit (any size; resized to the model's)")
     parser.add_argument("--factor", type=int, required=True, help="index of the code to change")
@@ -65,7 +47,7 @@ def main(argv: list[str] | None = None) -> Path:
     channels, resolution = model.generator.channels, model.generator.resolution
     image = FileImages([args.image], [0], resolution, channels)[0][0][None]
     try:
-        codes, same, edited = edit(model, image, args.factor, args.value, args.seed)
+        codes, same, edited = model.edit(image, args.factor, args.value, args.seed)
     except ValueError as err:
         parser.error(str(err))
     out = args.out or args.image.with_name(f"{args.image.stem}_edited.png")

@@ -9,7 +9,9 @@ factor's entropy; MIG is the mean over factors.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.metrics import mutual_info_score
+from torch import Tensor, nn
 
 
 def discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
@@ -61,3 +63,40 @@ def factor_classes(codes, sizes=None, num_bins: int = 20) -> np.ndarray:
     if sizes is None:
         return discretize(codes, num_bins)
     return np.rint(codes * (np.asarray(sizes) - 1)).astype(np.int64)
+
+
+def _batched(fn, inputs: Tensor, batch_size: int) -> np.ndarray:
+    return torch.cat([fn(chunk).float().cpu() for chunk in inputs.split(batch_size)]).numpy()
+
+
+@torch.no_grad()
+def scores(model, datamodule, evaluator: nn.Module | None = None, *, num_samples: int = 2000, num_bins: int = 20,
+           batch_size: int = 128, seed: int = 0) -> dict:
+    """MIG and L2 of a Semi-StyleGAN's encoder on ``num_samples`` real images whose factors are
+    known, and MIG-gen and L2-gen of its generator: G(c, z) read back by ``evaluator`` (the
+    independent E*; None: the model's own encoder). ``seed`` fixes the images and the codes."""
+    sizes = model.code_sizes
+    data = datamodule.eval_dataset()
+    known = datamodule.evaluation_indices()
+    picks = np.random.default_rng(seed).choice(len(known), min(num_samples, len(known)), replace=False)
+    items = [data[int(known[i])] for i in picks]
+    images = torch.stack([x[0] for x in items])
+    codes = torch.stack([x[1] for x in items])[:, model.factor_indices].numpy()
+    encoded = _batched(model.encode, images, batch_size)
+    latents = model.sample_latent(num_samples, torch.Generator().manual_seed(seed)).cpu()
+    asked = latents[:, :model.code_dim].numpy()
+    if evaluator is not None:
+        star = evaluator.to(model.device)
+        read = lambda z: star(model.generate(z).to(next(star.parameters()).dtype))  # noqa: E731
+    else:
+        read = lambda z: model.encode(model.generate(z))  # noqa: E731
+    read_back = _batched(read, latents, batch_size)
+    return {"mig": mig(encoded, factor_classes(codes, sizes, num_bins), num_bins),
+            "l2": l2_error(encoded, codes),
+            "mig_gen": mig(read_back, factor_classes(asked, sizes, num_bins), num_bins),
+            "l2_gen": l2_error(read_back, asked),
+            # per factor mean |error|: some factors are not identifiable from the image (the
+            # orientation of a square), which the norm over all factors hides
+            "l2_per_factor": [round(float(e), 4) for e in np.abs(encoded - codes).mean(0)],
+            "l2_gen_per_factor": [round(float(e), 4) for e in np.abs(read_back - asked).mean(0)],
+            "num_samples": len(items)}

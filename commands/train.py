@@ -1,0 +1,464 @@
+"""Train a GAN from the command line (``python train.py ...`` or ``python -m commands.train ...``).
+
+    python train.py --model jare                      # configs/jare.yaml
+    python train.py --model vanilla --model.update alternating --data.kind grid --trainer.max_steps 2000
+    python train.py --config my.yaml                  # a full config of your own
+    python train.py --model jare --print_config       # the resolved config, every option
+    python train.py --model jare --ckpt_path last     # resume the newest run of that logger folder
+    python train.py --model jare --data digits        # images: configs/jare.yaml, then configs/data/digits.yaml
+
+``--model NAME`` loads ``configs/NAME.yaml`` (NAME from ``gans.MODELS``); ``--data NAME`` then
+overlays ``configs/data/NAME.yaml`` (data, networks, optimizer, metrics of a data set; the method
+and its weight stay the model's) and names the run folder ``runs/<model>_<data>``; every option
+after them overrides both files. ``--model gans.JARE`` (a class path) or a ``--config`` works as in any
+LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_steps``, checkpoint
+``every_n_train_steps``) count iterations: one update of both players.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import logging
+import os
+import re
+import shutil
+import sys
+import warnings
+from argparse import ArgumentError
+from pathlib import Path
+
+import mkl_on_amd  # noqa: I001 (before torch: it can only act before torch is loaded)
+
+mkl_on_amd.enable()
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from jsonargparse import ArgumentParser  # noqa: E402
+from pytorch_lightning.cli import LightningCLI  # noqa: E402
+from pytorch_lightning.utilities import rank_zero_info  # noqa: E402
+from pytorch_lightning.utilities.exceptions import MisconfigurationException  # noqa: E402
+
+import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pytorch_lightning.callbacks.progress import ProgressBar  # noqa: E402
+from pytorch_lightning.plugins import TorchCheckpointIO  # noqa: E402
+
+from callbacks.checkpoint import FinalCheckpoint  # noqa: E402
+from callbacks.progress import IterationProgressBar  # noqa: E402
+from gans import MODELS, TwoPlayerGAN  # noqa: E402
+from gans.base import OBJECT_ARGUMENTS  # noqa: E402
+from gans.checkpoint import (AtomicCheckpointIO, CheckpointError, changed_settings, iteration,  # noqa: E402
+                             model_class_path, read_checkpoint)
+from gans.threads import choose_threads  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_MODEL = "jare"
+
+
+def fail(message: str) -> SystemExit:
+    return SystemExit(f"train.py: error: {message}")
+
+
+def data_presets() -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
+
+
+def _pop_name(argv: list[str], option: str) -> tuple[str | None, list[str]]:
+    """The NAME of ``option NAME`` / ``option=NAME`` (a name has no dot: class paths and
+    ``--model.x`` options stay), and the other arguments."""
+    args, name, i = [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == option and i + 1 < len(argv) and "." not in argv[i + 1]:
+            name, i = argv[i + 1], i + 2
+        elif arg.startswith(option + "=") and "." not in arg:
+            name, i = arg.split("=", 1)[1], i + 1
+        else:
+            args.append(arg)
+            i += 1
+    return name, args
+
+
+def expand_model_name(argv: list[str]) -> list[str]:
+    """Replace ``--model NAME`` by ``--config configs/NAME.yaml`` and ``--data NAME`` by
+    ``--config configs/data/NAME.yaml``, placed first so that every other option overrides them.
+    Class paths (``--model gans.JARE``) and ``--model.x`` options pass through; with neither a model
+    nor a config, the default model's config is used."""
+    name, args = _pop_name(argv, "--model")
+    data, args = _pop_name(args, "--data")
+    if data is not None and data not in data_presets():
+        raise fail(f"unknown data preset {data!r}; choose one of: {', '.join(data_presets())} "
+                   f"(or a class path such as datamodules.Digits)")
+    given = any(a.split("=")[0] in ("--config", "--model", "-c", "-h", "--help") for a in args)
+    if name is None and given:
+        if data is not None:
+            raise fail(f"--data {data} overlays a model's config: give --model NAME with it")
+        return args
+    name = name or DEFAULT_MODEL
+    if name not in MODELS:
+        raise fail(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or a class path such as gans.JARE)")
+    configs = ["--config", str(CONFIGS / f"{name}.yaml")]
+    if data is not None:
+        # jsonargparse merges a list of callbacks entry by entry with the one before it (keeping
+        # init_args the new class also accepts): empty it so the preset's callbacks stand alone
+        configs += ["--trainer.callbacks=[]", "--config", str(CONFIGS / "data" / f"{data}.yaml"),
+                    "--trainer.logger.init_args.name", f"{name}_{data}"]
+    return [*configs, *args]
+
+
+def _class_options(class_path: str) -> list[str]:
+    module, name = class_path.rsplit(".", 1)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(getattr(importlib.import_module(module), name), "x", fail_untyped=False)
+    return [a.dest[2:] for a in parser._actions if a.dest.startswith("x.") and not a.dest.endswith(".help")]
+
+
+def short_error(err: ArgumentError, parser) -> str:
+    """One line instead of jsonargparse's nested report, with the valid choices."""
+    message = str(err)
+    class_paths = re.findall(r"Problem with given class_path '([^']+)'", message)
+    if (unknown := re.search(r"Option '([^']+)' is not accepted", message)) and class_paths:
+        options = _class_options(class_paths[-1])
+        close = difflib.get_close_matches(unknown[1], options, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{class_paths[-1]} has no option {unknown[1]!r}{hint}; its options are: {', '.join(options)}"
+    if bad := re.search(r"Expected (.+?)\. Got value: (.*?)(?:\. Got value: .*)?$", message, re.M):
+        key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
+        expected = re.sub(r"^an? ", "", bad[1])
+        expected = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", re.sub(r"<class '(\w+)'>", r"\1", expected))
+        return f"invalid value {bad[2]!r} for --{key}: expected {expected}"
+    if unknown := re.match(r"unrecognized arguments: (\S+)", message, re.I):
+        option = unknown[1].split("=")[0]
+        close = nested_option(option) or next(iter(difflib.get_close_matches(
+            option, [s for a in parser._actions for s in a.option_strings], n=1)), None)
+        return f"unknown option {unknown[1]}" + (f" (did you mean {close}?)" if close else "")
+    return message.splitlines()[0] if message else repr(err)
+
+
+#: where the options of each section of a config come from, for ``nested_option``
+SECTIONS = {"model": ("gans.TwoPlayerGAN", "gans.SemiStyleGAN"),
+            "data": ("datamodules.MixtureOfGaussians", "datamodules.ImageFolder", "datamodules.DSprites"),
+            "trainer": ("pytorch_lightning.Trainer",)}
+
+
+def nested_option(option: str) -> str | None:
+    """``--model.optimizer.lr`` for ``--optimizer.lr``: the option in the section whose classes take
+    its first part (the model's, the data's or the Trainer's)."""
+    head = option.lstrip("-").split(".")[0]
+    for section, class_paths in SECTIONS.items():
+        if any(head in {name.split(".")[0] for name in _class_options(path)} for path in class_paths):
+            return f"--{section}.{option.lstrip('-')}"
+    return None
+
+
+def yaml_problem(args: list[str]) -> str | None:
+    """Which ``--config`` file does not parse as YAML, and where."""
+    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in files:
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except OSError:
+            continue
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            return f"the config {path} is not valid YAML at{where}: {problem}"
+    return None
+
+
+class GanCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="checkpoint to resume from: a path, or 'last' for the newest run of the logger folder")
+        parser.add_argument("--threads", type=int | None, default=None,
+                            help="compute threads per training process (default: the cores this process may use, "
+                                 "shared among the run's processes on this machine, less those other processes keep "
+                                 "busy)")
+
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise fail(yaml_problem(args) or short_error(err, parser)) from None
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self.config["trainer"]
+        check_batch_size(self.config.get("data"))
+        set_threads(self.config.get("threads"), trainer)
+        place_run_folder(trainer, self.config["model"]["class_path"])
+        if self.config.get("ckpt_path") == "last":
+            self.config["ckpt_path"] = resume_in_place(trainer)
+        if self.config.get("ckpt_path") not in (None, *LIGHTNING_CKPT_NAMES):
+            step = check_resume(self.config["ckpt_path"], yaml.safe_load(self.parser.dump(self.config)))
+            # the run folder's config.yaml is the record of how the run started: a resume writes its own
+            self.save_config_kwargs["config_filename"] = f"config_resumed_{step}.yaml"
+        slurm_run_folder(trainer)
+
+    def after_instantiate_classes(self) -> None:
+        record_object_arguments(self.model, self.config_dump["model"])  # the config the model was built from
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a checkpoint_io of the user's stays
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        self.trainer.callbacks.append(FinalCheckpoint())
+        bar = self.trainer.progress_bar_callback
+        if bar is not None and not configured(self.config["trainer"], ProgressBar):
+            # Lightning's default bar counts the batches of an epoch: count the run's iterations
+            self.trainer.callbacks[self.trainer.callbacks.index(bar)] = IterationProgressBar()
+
+
+def check_batch_size(data_config) -> None:
+    """A batch size that is not a positive integer, in one line before anything is built."""
+    init = getattr(data_config, "init_args", None)
+    size = getattr(init, "batch_size", 1) if init is not None else 1
+    if not (isinstance(size, int) and size >= 1):
+        raise fail(f"--data.batch_size must be a positive integer (samples per batch and process), got {size!r}")
+
+
+def set_threads(requested: int | None, trainer_config) -> None:
+    """Each process's compute threads (``gans.threads.choose_threads``); the environment carries the
+    number to launched processes and keeps Lightning's own per-process default out."""
+    devices = trainer_config.get("devices")
+    local = devices if isinstance(devices, int) and devices > 0 else len(devices) if isinstance(devices, list) else 1
+    try:
+        threads, note = choose_threads(requested, local)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    if note:
+        rank_zero_info(note)
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def configured(trainer_config, base: type) -> bool:
+    """Whether the config's callbacks include one of class ``base``."""
+    def cls(class_path: str) -> type:
+        module, name = class_path.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)
+    return any(issubclass(cls(c.class_path), base) for c in trainer_config.get("callbacks") or [])
+
+
+#: ``--ckpt_path`` values Lightning resolves itself (SLURM's "hpc" checkpoint, ...)
+LIGHTNING_CKPT_NAMES = ("hpc", "best", "registry")
+
+
+def record_object_arguments(model: pl.LightningModule, model_config: dict) -> None:
+    """Put the ``class_path`` configs of the networks and the optimizer into the model's
+    hyperparameters (the model leaves the objects out): checkpoints then rebuild the whole model
+    with ``load_from_checkpoint(path)``, no arguments needed."""
+    init_args = model_config.get("init_args", {})
+    for name in OBJECT_ARGUMENTS:
+        if name in init_args:
+            model.hparams[name] = init_args[name]
+
+
+def place_run_folder(trainer_config, model_class_path: str) -> None:
+    """Where the run folder goes. ``--trainer.default_root_dir DIR`` is the root of a relative logger
+    ``save_dir`` (the presets' ``runs``): the run folder is then ``DIR/runs/<name>/version_<N>``.
+    Without a logger (``--trainer.logger false``) a run gets a folder of its own,
+    ``runs/<model>/version_<N>`` (or DIR), instead of writing into the current folder."""
+    root = trainer_config.get("default_root_dir")
+    logger = trainer_config.get("logger")
+    init = getattr(logger, "init_args", None)
+    if root is not None and init is not None and "save_dir" in init and not Path(init.save_dir).is_absolute():
+        init.save_dir = str(Path(root) / init.save_dir)
+    if logger in (False, None) and root is None:
+        # launched processes (game_ddp's popen) inherit the folder rank 0 chose
+        folder = os.environ.get(RUN_FOLDER_ENV) or str(next_version_folder(Path("runs") / model_class_path.rsplit(".", 1)[-1].lower()))
+        os.environ[RUN_FOLDER_ENV] = trainer_config["default_root_dir"] = folder
+
+
+RUN_FOLDER_ENV = "GAN_DYNAMICS_RUN_FOLDER"
+
+
+def next_version_folder(parent: Path) -> Path:
+    taken = [int(p.name.split("_")[-1]) for p in parent.glob("version_*") if p.name.split("_")[-1].isdigit()]
+    return parent / f"version_{max(taken, default=-1) + 1}"
+
+
+def check_resume(ckpt_path: str, config: dict) -> int:
+    """Refuse, in one line, a resume that would not continue the run: an unreadable checkpoint, one
+    of another model, changed model or data settings (they would be silently replaced by the
+    checkpoint's), or nothing left to train. Returns the checkpoint's iteration."""
+    try:
+        checkpoint = read_checkpoint(ckpt_path)
+    except CheckpointError as err:
+        raise fail(str(err)) from None
+    step = iteration(checkpoint)
+    run_config = Path(ckpt_path).resolve().parent.parent / "config.yaml"
+    own = f"resume with its own config (--config {run_config})" if run_config.is_file() else "resume with its settings"
+    recorded = model_class_path(checkpoint)
+    if recorded is not None and recorded != config["model"]["class_path"]:
+        raise fail(f"--ckpt_path {ckpt_path} was written by {recorded}, not {config['model']['class_path']}: {own}")
+    data_recorded = checkpoint.get("datamodule_hyper_parameters", {}).get("_class_path")
+    data_now = (config.get("data") or {}).get("class_path")
+    if data_recorded is not None and data_now is not None and data_recorded != data_now:
+        raise fail(f"--ckpt_path {ckpt_path} was trained on {data_recorded}, not {data_now}: {own}")
+    changed = [] if recorded is None else changed_settings(checkpoint.get("hyper_parameters", {}), config["model"], "model")
+    changed += changed_settings(checkpoint.get("datamodule_hyper_parameters", {}), config.get("data") or {}, "data")
+    if changed:
+        raise fail(f"--ckpt_path {ckpt_path} was written with other settings ({'; '.join(changed)}); a resume continues "
+                   f"the run as it was: {own}, or start a new run without --ckpt_path")
+    max_steps = config["trainer"].get("max_steps") or -1
+    if 0 < max_steps <= step:
+        raise fail(f"nothing to train: --ckpt_path {ckpt_path} is at iteration {step} and --trainer.max_steps is "
+                   f"{max_steps}; raise --trainer.max_steps to continue the run")
+    return step
+
+
+def resume_in_place(trainer_config) -> str:
+    """For ``--ckpt_path last``: point the logger at the newest version folder holding a
+    ``checkpoints/last.ckpt``, so the resumed run continues in that folder, and return the file."""
+    logger = trainer_config.get("logger")
+    init = getattr(logger, "init_args", None)
+    if init is None:
+        raise fail("--ckpt_path last needs a logger with save_dir and name (TensorBoardLogger or CSVLogger)")
+    root = Path(init.save_dir) / (init.name or "")
+    versions = sorted((int(p.parent.parent.name.split("_")[-1]), p) for p in root.glob("version_*/checkpoints/last.ckpt"))
+    if not versions:
+        raise fail(f"--ckpt_path last: no {root}/version_*/checkpoints/last.ckpt to resume from")
+    init.version = versions[-1][0]
+    return str(versions[-1][1])
+
+
+def slurm_run_folder(trainer_config) -> None:
+    """Under SLURM, name the run folder after the job (``slurm_<job id>``): a job requeued after
+    preemption has the same id, resumes from Lightning's hpc checkpoint and writes to the same folder."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") and f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    job = job or os.environ.get("SLURM_JOB_ID")
+    init = getattr(trainer_config.get("logger"), "init_args", None)
+    if job and init is not None and "version" in init and init.version is None:
+        init.version = f"slurm_{job}"
+
+
+def summary_rows(trainer: pl.Trainer) -> list[tuple[str, str]]:
+    """(what, value) of the run's outcome: each callback's ``summary()``, the iterations, the run folder."""
+    rows = [(type(cb).__name__, s) for cb in trainer.callbacks if callable(getattr(cb, "summary", None))
+            and (s := cb.summary())]
+    skipped = trainer.lightning_module.skipped
+    rows.append(("iterations", f"{trainer.global_step}" + (f" ({skipped} skipped: non-finite)" if skipped else "")))
+    rows.append(("run folder", str(trainer.log_dir)))
+    return rows
+
+
+def summary(trainer: pl.Trainer) -> str:
+    """The closing line: what each callback with a ``summary()`` reports, and where the run folder is."""
+    rows = dict(summary_rows(trainer))
+    parts = [v for k, v in rows.items() if k not in ("iterations", "run folder")]
+    return "Done: " + " | ".join(parts + [f"{rows['iterations']} iterations", f"run folder {rows['run folder']}"])
+
+
+class PrintSummary(pl.Callback):
+    """Prints the run's outcome when fitting ends, from inside the training processes (with a spawn
+    launcher the launching process never sees the trained state): a table on a terminal, the
+    ``summary`` line in a log file."""
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
+        line, rows = summary(trainer), summary_rows(trainer)  # on every rank: trainer.log_dir is a collective
+        if not trainer.is_global_zero:
+            return
+        console = Console()
+        if not console.is_terminal:
+            print(line)
+            return
+        table = Table(title="Done", show_header=False, title_justify="left")
+        for what, value in rows:
+            table.add_row(what, value)
+        console.print(table)
+
+
+def run_folder(trainer: pl.Trainer) -> Path | None:
+    """The folder the run writes to (its logger's, else ``default_root_dir``), known before fitting
+    starts (``trainer.log_dir`` is a collective under DDP); None on ranks other than 0."""
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+        return None
+    logger = trainer.logger
+    return Path(logger.log_dir) if logger is not None and logger.log_dir else Path(trainer.default_root_dir)
+
+
+def discard_unused(folder: Path) -> None:
+    """Remove the folder a run that failed before its first iteration created (a config, an empty
+    event file): a failed start leaves nothing behind. A folder with a checkpoint is kept."""
+    if folder.is_dir() and not any(folder.rglob("*.ckpt")):
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the logger's name folder, when this run was its only one
+            folder.parent.rmdir()
+
+
+#: what a mistake in a command line, a config, a data folder or a network raises: reported in one
+#: line (``--debug`` or GAN_DYNAMICS_DEBUG=1 shows the traceback)
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, MisconfigurationException)
+DEBUG_ENV = "GAN_DYNAMICS_DEBUG"
+
+
+def one_line(err: BaseException) -> str:
+    """The message of the innermost cause (jsonargparse wraps a class's own error in a report of
+    the whole config), on one line."""
+    while err.__cause__ is not None and isinstance(err.__cause__, USER_ERRORS):
+        err = err.__cause__
+    message = " ".join(str(err).split()) or type(err).__name__
+    return message if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {message}"
+
+
+def main(argv: list[str] | None = None) -> pl.Trainer:
+    """Train from a command line (``sys.argv`` by default); a user error ends in one line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV) == "1"
+    try:
+        return train([a for a in args if a != "--debug"])
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+            raise SystemExit(1) from None  # rank 0 says it once
+        raise fail(one_line(err)) from None
+
+
+def train(args: list[str]) -> pl.Trainer:
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
+    # MixtureOfGaussians resumes from the iteration count (datamodules/mixture.py), not a loader state
+    warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")
+    warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
+    # Checkpoints hold the state after the iteration's update, consistent with global_step: what we want.
+    warnings.filterwarnings("ignore", ".*ModelCheckpoint with manual optimization.*")
+    # logging counts iterations across epochs (short image epochs are fine); the EMA generator stays in eval mode
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", ".*module\(s\) in eval mode at the start of training.*")
+    # Lightning's advertisements and a deprecation inside its own code, once per rank and run
+    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())
+    if mkl_on_amd.status.startswith("on"):
+        rank_zero_info(f"mkl_on_amd: {mkl_on_amd.status} ({mkl_on_amd.ENV}=0 turns it off)")
+    elif mkl_on_amd.status.startswith(("preloaded", "could not")):
+        rank_zero_info(f"mkl_on_amd: {mkl_on_amd.status}")
+    if any(a in ("-h", "--help") for a in args):
+        print(f"--model NAME: {', '.join(MODELS)} (configs/NAME.yaml; or a class path such as gans.JARE)\n"
+              f"--data NAME: {', '.join(data_presets())} (configs/data/NAME.yaml; or a class path)\n"
+              f"--threads N, --ckpt_path PATH|last, --debug (tracebacks); every option of the model, the data and "
+              f"the Trainer follows.\n")
+    args = expand_model_name(args)
+    cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                 run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                 parser_kwargs={"exit_on_error": False})
+    cli.trainer.callbacks.append(PrintSummary())
+    folder = run_folder(cli.trainer)
+    new_folder = folder is not None and not folder.exists()
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    except BaseException:
+        if new_folder and cli.trainer.global_step == 0:
+            discard_unused(folder)
+        raise
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Lightning leaves the process group up; a gloo group alive at interpreter exit can abort
+        # the process ("terminate called without an active exception").
+        torch.distributed.destroy_process_group()
+    return cli.trainer
+
+
+if __name__ == "__main__":
+    main()
