@@ -2,9 +2,9 @@
 several seeds, modes covered and high-quality samples against iterations; and the phase and
 conditioning factors of the update Jacobian over training, vanilla, ConOpt and JARE on the ring.
 
-Every run goes through ``train.py`` with the default configs (``configs/<model>.yaml``: 4 x 128
-MLPs, TF RMSProp lr 1e-3, batch 128; zero-sum loss except SGA's non-saturating one), the grid with
-``--data.kind grid`` (spacing 2, std 0.05).
+Every run goes through ``train.py`` with the default layers (``configs/data/ring.yaml`` and
+``configs/models/<model>.yaml``: 4 x 128 MLPs, TF RMSProp lr 1e-3, batch 128; zero-sum loss except
+SGA's non-saturating one), the grid with ``--data.kind grid`` (spacing 2, std 0.05).
 
     python benchmarks/convergence.py                    # docs/figures/convergence.png, spectra_over_training.png
     python benchmarks/convergence.py --seeds 0 1 --iterations 5000

@@ -1,5 +1,5 @@
 """Does a little supervision help? Semi-StyleGAN on procedural dSprites (32x32, the CPU-sized
-default of configs/semistylegan.yaml) with 0%, 0.5% and 2.5% of the images labelled, a few seeds:
+default of configs/models/semistylegan.yaml) with 0%, 0.5% and 2.5% of the images labelled, a few seeds:
 MIG and L2 of the encoder on real images, MIG-gen and L2-gen of the generator read by the
 independent evaluator encoder. Writes results/semistylegan_study.json and
 docs/figures/semistylegan_study.png (+ a traversal grid of the 2.5% run).

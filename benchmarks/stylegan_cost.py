@@ -22,7 +22,7 @@ from gans.networks import StyleGANDiscriminator, StyleGANGenerator  # noqa: E402
 from gans.semistylegan import FactorBatch  # noqa: E402
 
 #: name -> (resolution, channel_base, channel_max, w_dim, mapping depth): StyleGAN2-ADA's "paper256"
-#: widths below 1024 and its 1024 widths at 1024; "default" is configs/semistylegan.yaml
+#: widths below 1024 and its 1024 widths at 1024; "default" is configs/models/semistylegan.yaml
 CASES = {"default32": (32, 512, 32, 64, 3), "64": (64, 16384, 512, 512, 3), "256": (256, 16384, 512, 512, 3),
          "1024": (1024, 32768, 512, 512, 3), "smoke": (16, 64, 8, 16, 1)}
 

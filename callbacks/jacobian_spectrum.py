@@ -21,8 +21,8 @@ class JacobianSpectrum(PeriodicEvaluation):
     (and before the first one).
 
     Args:
-        field: ``update`` (the Jacobian of the model's own direction), ``gradient`` (H of the plain
-            field xi), or ``both``.
+        field: ``update`` (the Jacobian of the model's own direction; H for a method whose
+            direction has none, the optimistic one), ``gradient`` (H of the plain field xi), or ``both``.
         k: eigenvalues per evaluation: ``None`` for the full spectrum when the model has at most
             ``max_full_params`` parameters and the top 20 (plus the smallest real parts) otherwise;
             an int for top-k with ARPACK.
@@ -48,7 +48,7 @@ class JacobianSpectrum(PeriodicEvaluation):
         self.fields = ["update", "gradient"] if field == "both" else [field]
         self.max_full_params, self.lr, self.seed = max_full_params, lr, seed
         self._real: torch.Tensor | None = None
-        self._told = False
+        self._told = self._told_fields = False
 
     # -- the fixed evaluation batch ------------------------------------------------------------
 
@@ -88,8 +88,14 @@ class JacobianSpectrum(PeriodicEvaluation):
         reals, zs = self._eval_batches(trainer, module)
         n_params = sum(p.numel() for p in module.params_g + module.params_d)
         k = self.k if self.k is not None else (None if n_params <= self.max_full_params else AUTO_K)
+        fields = list(dict.fromkeys(self.fields if module.method.has_jacobian else
+                                    ["gradient" if f == "update" else f for f in self.fields]))
+        if fields != self.fields and not self._told_fields:
+            rank_zero_warn(f"JacobianSpectrum: {type(module.method).__name__}'s direction has no Jacobian of its own "
+                           f"(it reads the previous iteration's field): the spectrum is the game's H (field='gradient')")
+            self._told_fields = True
         results = {name: compute_spectrum(module, reals, zs, field=name, k=k, max_full_params=self.max_full_params)
-                   for name in self.fields}
+                   for name in fields}
         lr = self.lr if self.lr is not None else trainer.optimizers[0].param_groups[0]["lr"]
         it = trainer.global_step
         records = [{"iteration": it, "field": name, **res.scalars(lr)} for name, res in results.items()]

@@ -1,17 +1,17 @@
 """Train a GAN from the command line (``python train.py ...`` or ``python -m commands.train ...``).
 
-    python train.py --model jare                      # configs/jare.yaml
+    python train.py --model jare                      # configs/base.yaml, data/ring.yaml, models/jare.yaml
     python train.py --model vanilla --model.update alternating --data.kind grid --trainer.max_steps 2000
+    python train.py --model jare --data digits        # images: data/digits.yaml instead of data/ring.yaml
+    python train.py --model jare --paper jare_ring --model.gamma 1000   # + papers/jare_ring.yaml
     python train.py --config my.yaml                  # a full config of your own
     python train.py --model jare --print_config       # the resolved config, every option
     python train.py --model jare --ckpt_path last     # resume the newest run of that logger folder
-    python train.py --model jare --data digits        # images: configs/jare.yaml, then configs/data/digits.yaml
 
-``--model NAME`` loads ``configs/NAME.yaml`` (NAME from ``gans.MODELS``); ``--data NAME`` then
-overlays ``configs/data/NAME.yaml`` (data, networks, optimizer, metrics of a data set; the method
-and its weight stay the model's) and names the run folder ``runs/<model>_<data>``; every option
-after them overrides both files. ``--model gans.JARE`` (a class path) or a ``--config`` works as in any
-LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_steps``, checkpoint
+Configs are layers (``expand_model_name``): the base, a data preset (data, networks, optimizer,
+metrics), the model (its method and weights) and a paper's setting, each overriding the one
+before, then the command line. ``--model gans.JARE`` (a class path) or a ``--config`` works as in
+any LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_steps``, checkpoint
 ``every_n_train_steps``) count iterations: one update of both players.
 """
 from __future__ import annotations
@@ -62,8 +62,20 @@ def fail(message: str) -> SystemExit:
     return SystemExit(f"train.py: error: {message}")
 
 
+#: the folders of configs/ that ``--model``, ``--data`` and ``--paper`` name files of
+LAYERS = {"--model": "models", "--data": "data", "--paper": "papers"}
+DEFAULT_DATA = "ring"
+
+
+def names(option: str) -> list[str]:
+    """The names ``option`` takes: the YAML files of its folder (models in the order of
+    ``gans.MODELS``, then any others)."""
+    found = sorted(p.stem for p in (CONFIGS / LAYERS[option]).glob("*.yaml"))
+    return [n for n in MODELS if n in found] + [n for n in found if n not in MODELS] if option == "--model" else found
+
+
 def data_presets() -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
+    return names("--data")
 
 
 def _pop_name(argv: list[str], option: str) -> tuple[str | None, list[str]]:
@@ -82,31 +94,59 @@ def _pop_name(argv: list[str], option: str) -> tuple[str | None, list[str]]:
     return name, args
 
 
+def layer(option: str, name: str) -> list[Path]:
+    """The files of one named layer: a file that starts with ``# extends: OTHER`` comes after the
+    files of OTHER (a model variant written as what differs)."""
+    path = CONFIGS / LAYERS[option] / f"{name}.yaml"
+    first = path.read_text().split("\n", 1)[0]
+    base = first.removeprefix("# extends:").strip() if first.startswith("# extends:") else None
+    return [*(layer(option, base) if base else []), path]
+
+
+def _sections(path: Path) -> dict:
+    return yaml.safe_load(path.read_text()) or {}
+
+
 def expand_model_name(argv: list[str]) -> list[str]:
-    """Replace ``--model NAME`` by ``--config configs/NAME.yaml`` and ``--data NAME`` by
-    ``--config configs/data/NAME.yaml``, placed first so that every other option overrides them.
-    Class paths (``--model gans.JARE``) and ``--model.x`` options pass through; with neither a model
-    nor a config, the default model's config is used."""
-    name, args = _pop_name(argv, "--model")
-    data, args = _pop_name(args, "--data")
-    if data is not None and data not in data_presets():
-        raise fail(f"unknown data preset {data!r}; choose one of: {', '.join(data_presets())} "
-                   f"(or a class path such as datamodules.Digits)")
+    """The config layers of ``--model NAME`` (default ``jare``), ``--data NAME`` (default ``ring``)
+    and ``--paper NAME`` as ``--config`` files, placed first so that every other option overrides
+    them: ``configs/base.yaml``, the data preset, the model, the paper's setting. A model file that
+    names its data (Semi-StyleGAN) takes no data preset. The run folder is named after the layers
+    (``runs/<model>[_<data>][_<paper>]``). Class paths (``--model gans.JARE``), ``--model.x``
+    options and a ``--config`` of your own without ``--model NAME`` pass through unchanged."""
+    chosen, args = {}, list(argv)
+    for option in LAYERS:
+        chosen[option], args = _pop_name(args, option)
+        if chosen[option] is not None and chosen[option] not in names(option):
+            what = {"--model": "model", "--data": "data preset", "--paper": "paper setting"}[option]
+            example = {"--model": "gans.JARE", "--data": "datamodules.Digits", "--paper": None}[option]
+            raise fail(f"unknown {what} {chosen[option]!r}; choose one of: {', '.join(names(option))}"
+                       + (f" (or a class path such as {example})" if example else ""))
+    model, data, paper = chosen["--model"], chosen["--data"], chosen["--paper"]
     given = any(a.split("=")[0] in ("--config", "--model", "-c", "-h", "--help") for a in args)
-    if name is None and given:
-        if data is not None:
-            raise fail(f"--data {data} overlays a model's config: give --model NAME with it")
+    if model is None and given:
+        if data is not None or paper is not None:
+            raise fail("--data and --paper go on top of a model's layers: give --model NAME with them")
         return args
-    name = name or DEFAULT_MODEL
-    if name not in MODELS:
-        raise fail(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or a class path such as gans.JARE)")
-    configs = ["--config", str(CONFIGS / f"{name}.yaml")]
-    if data is not None:
-        # jsonargparse merges a list of callbacks entry by entry with the one before it (keeping
-        # init_args the new class also accepts): empty it so the preset's callbacks stand alone
-        configs += ["--trainer.callbacks=[]", "--config", str(CONFIGS / "data" / f"{data}.yaml"),
-                    "--trainer.logger.init_args.name", f"{name}_{data}"]
-    return [*configs, *args]
+    model = model or DEFAULT_MODEL
+    model_files = layer("--model", model)
+    complete = any("data" in _sections(f) for f in model_files)
+    if complete and data is not None:
+        raise fail(f"--model {model} names its own data ({model_files[-1].relative_to(CONFIGS.parent)}): "
+                   f"change it with --data.* options or a --config")
+    files = [CONFIGS / "base.yaml", *([] if complete else layer("--data", data or DEFAULT_DATA)), *model_files,
+             *(layer("--paper", paper) if paper else [])]
+    out, seen_callbacks = [], False
+    for path in files:
+        has_callbacks = "callbacks" in (_sections(path).get("trainer") or {})
+        if has_callbacks and seen_callbacks:
+            # jsonargparse merges a list of callbacks entry by entry with the one before it (keeping
+            # init_args the new class also accepts): empty it so each layer's callbacks stand alone
+            out.append("--trainer.callbacks=[]")
+        seen_callbacks |= has_callbacks
+        out += ["--config", str(path)]
+    run_name = "_".join(n for n in (model, data, paper) if n)
+    return [*out, "--trainer.logger.init_args.name", run_name, *args]
 
 
 def _class_options(class_path: str) -> list[str]:
@@ -436,8 +476,10 @@ def train(args: list[str]) -> pl.Trainer:
     elif mkl_on_amd.status.startswith(("preloaded", "could not")):
         rank_zero_info(f"mkl_on_amd: {mkl_on_amd.status}")
     if any(a in ("-h", "--help") for a in args):
-        print(f"--model NAME: {', '.join(MODELS)} (configs/NAME.yaml; or a class path such as gans.JARE)\n"
-              f"--data NAME: {', '.join(data_presets())} (configs/data/NAME.yaml; or a class path)\n"
+        print(f"--model NAME: {', '.join(names('--model'))} (configs/models/NAME.yaml; or a class path such as "
+              f"gans.JARE)\n"
+              f"--data NAME: {', '.join(names('--data'))} (configs/data/NAME.yaml; default {DEFAULT_DATA})\n"
+              f"--paper NAME: {', '.join(names('--paper'))} (configs/papers/NAME.yaml: a paper's setting)\n"
               f"--threads N, --ckpt_path PATH|last, --debug (tracebacks); every option of the model, the data and "
               f"the Trainer follows.\n")
     args = expand_model_name(args)

@@ -9,6 +9,6 @@ from gans.models import JARE, MODELS, SGA, ConOpt, Vanilla
 from gans.semistylegan import SemiStyleGAN
 
 MODELS = {**MODELS, "semistylegan": SemiStyleGAN,
-          "semistylegan_fine": SemiStyleGAN}  # the fine-grained editing variant: configs/semistylegan_fine.yaml
+          "semistylegan_fine": SemiStyleGAN}  # the fine-grained editing variant: configs/models/semistylegan_fine.yaml
 
 __all__ = ["GameDDPStrategy", "MODELS", "NonFiniteError", "SGA", "SemiStyleGAN", "ConOpt", "JARE", "TwoPlayerGAN", "Vanilla"]

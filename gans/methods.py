@@ -46,7 +46,7 @@ class Game(Protocol):
 
 class Method:
     """An update rule. Subclasses set ``name`` (``python train.py --model NAME`` trains it with
-    ``configs/NAME.yaml``) and define ``direction``; stateful ones (the previous field, a solver's
+    ``configs/models/NAME.yaml``) and define ``direction``; stateful ones (the previous field, a solver's
     warm start) keep their state with ``commit``, ``state_dict`` and ``load_state_dict``, which
     checkpoints and resumes save and restore."""
 
@@ -57,6 +57,8 @@ class Method:
     separable: ClassVar[bool] = False
     #: the direction is the field itself, so its Jacobian is H and the average of per-batch ones
     direction_is_field: ClassVar[bool] = False
+    #: the direction is a function of the parameters, with a Jacobian of its own (its spectrum)
+    has_jacobian: ClassVar[bool] = True
 
     def direction(self, game: Game, field: Field, *, reduce: Reduce = no_reduce, differentiable: bool = False) -> Update:
         raise NotImplementedError
@@ -177,6 +179,7 @@ class OptimisticGradient(Method):
 
     name = "optimistic"
     separable = True
+    has_jacobian = False
 
     def __init__(self, previous_at_start: Literal["current", "zero"] = "current"):
         if previous_at_start not in ("current", "zero"):

@@ -23,7 +23,8 @@ def test_every_registered_model_has_a_config():
     assert set(MODELS) == {"vanilla", "sga", "conopt", "jare", "extragradient", "optimistic", "cgd", "semistylegan",
                            "semistylegan_fine"}
     for name in MODELS:
-        assert (train.CONFIGS / f"{name}.yaml").is_file()
+        assert (train.CONFIGS / "models" / f"{name}.yaml").is_file()
+    assert train.names("--model") == list(MODELS)  # one discovery: the folder, in the registry's order
 
 
 def test_end_to_end_writes_metrics_plot_checkpoint_and_config(tmp_path, capsys):
@@ -168,17 +169,47 @@ def test_bad_command_lines_give_one_clear_line(args, message):
     assert "\n" not in str(info.value.code)
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in train.CONFIGS.glob("*.yaml")))
-def test_every_config_parses_and_trains(tmp_path, config, capsys):
-    path = str(train.CONFIGS / config)
+LAYERS = ([["--model", name] for name in sorted(p.stem for p in (train.CONFIGS / "models").glob("*.yaml"))]
+          + [["--model", "vanilla", "--data", name] for name in sorted(p.stem for p in (train.CONFIGS / "data").glob("*.yaml"))]
+          + [["--model", {"jare_ring": "jare", "conopt_ring": "conopt", "sga_grid": "sga"}[p.stem], "--paper", p.stem]
+             for p in sorted((train.CONFIGS / "papers").glob("*.yaml"))])
+
+
+@pytest.mark.parametrize("layers", LAYERS, ids=" ".join)
+def test_every_config_layer_parses_and_trains(tmp_path, layers, capsys):
     with pytest.raises(SystemExit) as info:  # every entry, callbacks included, is validated
-        train.main(["--config", path, "--print_config"])
+        train.main([*layers, "--print_config"])
     assert info.value.code in (None, 0) and "class_path" in capsys.readouterr().out
+    if "--data" in layers and layers[-1] not in ("ring", "digits"):
+        return  # the other data presets need their files (tests/test_image_data.py reads them from files it writes)
     # a few iterations without the (slow) callbacks
-    trainer = train.main(["--config", path, "--trainer.max_steps", "2", "--trainer.callbacks=[]",
+    trainer = train.main([*layers, "--trainer.max_steps", "2", "--trainer.callbacks=[]",
                           "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar",
                           "false", "--data.init_args.batch_size", "16"])
     assert trainer.global_step == 2
+
+
+def test_the_layers_of_a_command_line(tmp_path):
+    """base, data preset, model, paper, then the command line; a model file that names its data
+    takes no data preset; the run folder is named after the layers."""
+    config = train.CONFIGS
+    assert train.expand_model_name(["--model", "jare", "--model.gamma", "3"]) == [
+        "--config", str(config / "base.yaml"), "--config", str(config / "data" / "ring.yaml"),
+        "--config", str(config / "models" / "jare.yaml"), "--trainer.logger.init_args.name", "jare",
+        "--model.gamma", "3"]
+    assert train.expand_model_name(["--model", "conopt", "--paper", "conopt_ring"])[6:] == [
+        "--trainer.callbacks=[]", "--config", str(config / "papers" / "conopt_ring.yaml"),
+        "--trainer.logger.init_args.name", "conopt_conopt_ring"]
+    assert train.expand_model_name(["--model", "semistylegan_fine"]) == [
+        "--config", str(config / "base.yaml"), "--config", str(config / "models" / "semistylegan.yaml"),
+        "--config", str(config / "models" / "semistylegan_fine.yaml"), "--trainer.logger.init_args.name",
+        "semistylegan_fine"]
+    assert train.expand_model_name(["--config", "mine.yaml"]) == ["--config", "mine.yaml"]
+    for args, message in ((["--paper", "nope"], "unknown paper setting 'nope'; choose one of: conopt_ring"),
+                          (["--model", "semistylegan", "--data", "digits"], "names its own data"),
+                          (["--config", "mine.yaml", "--data", "digits"], "give --model NAME with them")):
+        with pytest.raises(SystemExit, match=message):
+            train.expand_model_name(args)
 
 
 def test_sample_from_checkpoint(tmp_path, capsys):
@@ -201,7 +232,7 @@ def test_spectrum_of_a_checkpoint(tmp_path, capsys):
 
     run(tmp_path, "--model", "jare")
     folder = tmp_path / "run" / "version_0"
-    assert (folder / "spectra" / "spectrum_000000.npz").is_file()  # the callback of configs/jare.yaml
+    assert (folder / "spectra" / "spectrum_000000.npz").is_file()  # the callback of configs/data/ring.yaml
     out = spectrum.main([str(folder / "checkpoints" / "last.ckpt"), "--k", "4", "--batch-size", "32"])
     saved = np.load(out)
     assert out.parent == folder / "spectra" and out.with_suffix(".png").is_file()
