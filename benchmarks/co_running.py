@@ -1,8 +1,8 @@
 """Several training jobs on one machine: how long each takes alone and side by side, with each
 thread setting (`train.py --threads`, OpenMP's wait policy).
 
-    python benchmarks/co_running.py            # the table in the README (about 15 minutes on 2 cores)
-    python benchmarks/co_running.py --smoke    # tiny runs (CI)
+    python -m benchmarks.co_running            # the table in the README (about 15 minutes on 2 cores)
+    python -m benchmarks.co_running --smoke    # tiny runs (CI)
 
 Each job is `python train.py --model jare --trainer.max_steps N` without callbacks or logger;
 the wall time of a job includes its start-up. Run it on an otherwise idle machine: the point is
@@ -18,9 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import write_results
 
 TRAIN = Path(__file__).resolve().parents[1] / "train.py"
 

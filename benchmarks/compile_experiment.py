@@ -5,31 +5,23 @@ pure function of the parameters, which torch.compile does compile. This measures
 of the JARE paper (4 x 256, batch 128) and of the ConOpt paper (4 x 16, batch 512), zero-sum loss:
 our eager direction, the torch.func direction eager and compiled, and checks that all three agree.
 
-    python benchmarks/compile_experiment.py            # about two minutes (compilation included)
-    python benchmarks/compile_experiment.py --smoke    # tiny networks, no compilation (CI)
+    python -m benchmarks.compile_experiment            # about two minutes (compilation included)
+    python -m benchmarks.compile_experiment --smoke    # tiny networks, no compilation (CI)
 
 Prints a table and writes benchmarks/results/compile_experiment.json.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vjp
 
-import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
-
-mkl_on_amd.enable()
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.func import functional_call, grad, vjp  # noqa: E402
-
-from benchmarks.common import quiet, timed, write_results  # noqa: E402
-from gans import JARE  # noqa: E402
-from gans.networks import MLPDiscriminator, MLPGenerator  # noqa: E402
+from benchmarks.common import quiet, timed, write_results
+from gans import JARE
+from gans.networks import MLPDiscriminator, MLPGenerator
 
 
 def func_jare(model: JARE, real: torch.Tensor, z: torch.Tensor):

@@ -6,9 +6,9 @@ Every run goes through ``train.py`` with the default layers (``configs/data/ring
 ``configs/models/<model>.yaml``: 4 x 128 MLPs, TF RMSProp lr 1e-3, batch 128; zero-sum loss except
 SGA's non-saturating one), the grid with ``--data.kind grid`` (spacing 2, std 0.05).
 
-    python benchmarks/convergence.py                    # docs/figures/convergence.png, spectra_over_training.png
-    python benchmarks/convergence.py --seeds 0 1 --iterations 5000
-    python benchmarks/convergence.py --smoke            # tiny (CI)
+    python -m benchmarks.convergence                    # docs/figures/convergence.png, spectra_over_training.png
+    python -m benchmarks.convergence --seeds 0 1 --iterations 5000
+    python -m benchmarks.convergence --smoke            # tiny (CI)
 
 Prints a table and writes benchmarks/results/convergence.json.
 """
@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import quiet, write_results  # noqa: E402
+from benchmarks.common import quiet, write_results
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 METHODS = {"simgd": ("vanilla", []), "altgd": ("vanilla", ["--model.update", "alternating"]),

@@ -1,8 +1,8 @@
 """What exact data parallelism costs: the flat all-reduces of each method's iteration against the
 iteration itself, on 2 CPU processes (gloo), default ring networks (4 x 128).
 
-    python benchmarks/ddp_overhead.py            # the numbers in the README
-    python benchmarks/ddp_overhead.py --smoke    # tiny networks, seconds (CI)
+    python -m benchmarks.ddp_overhead            # the numbers in the README
+    python -m benchmarks.ddp_overhead --smoke    # tiny networks, seconds (CI)
 
 Each process times its local update direction (the part that does not communicate) and, separately,
 the all-reduces that the method's direction performs (``gans.game``: one for vanilla, two for
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 
 import torch
@@ -26,12 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import RESULTS, quiet, timed, write_results  # noqa: E402
-from gans import JARE, SGA, ConOpt, Vanilla  # noqa: E402
-from gans.distributed import mean_across_processes  # noqa: E402
-from gans.networks import MLPDiscriminator, MLPGenerator  # noqa: E402
+from benchmarks.common import RESULTS, quiet, timed, write_results
+from gans import JARE, SGA, ConOpt, Vanilla
+from gans.distributed import mean_across_processes
+from gans.networks import MLPDiscriminator, MLPGenerator
 
 #: all-reduced payload of one iteration, in units of the parameter count (see gans/game.py)
 PAYLOAD = {"vanilla": [1], "conopt": [1, 1], "jare": [1, 1], "sga": [1, 2]}

@@ -4,15 +4,14 @@ theory (vanilla +-0.5i; ConOpt, JARE and SGA 0.25 gamma +- 0.5i; extragradient e
 CGD (eta / 4 +- 0.5i) / (1 + eta^2 / 4); R1 (gamma +- sqrt(gamma^2 - 1)) / 2; the optimistic
 direction has no Jacobian of its own: its panel shows H).
 
-    python benchmarks/dirac_study.py            # docs/figures/dirac_trajectories.png (seconds)
-    python benchmarks/dirac_study.py --smoke    # fewer steps (CI)
+    python -m benchmarks.dirac_study            # docs/figures/dirac_trajectories.png (seconds)
+    python -m benchmarks.dirac_study --smoke    # fewer steps (CI)
 
 Prints a table and writes benchmarks/results/dirac_study.json.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,12 @@ import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import quiet, write_results  # noqa: E402
-from gans.spectrum import compute_spectrum  # noqa: E402
-from datamodules import MixtureOfGaussians  # noqa: E402
-from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla  # noqa: E402
-from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient  # noqa: E402
-from gans.networks import DiracGenerator, LinearDiscriminator  # noqa: E402
+from benchmarks.common import quiet, write_results
+from datamodules import MixtureOfGaussians
+from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla
+from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
+from gans.networks import DiracGenerator, LinearDiscriminator
+from gans.spectrum import compute_spectrum
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 GAMMA = 1.0

@@ -2,9 +2,9 @@
 evaluation of the FID callback and its share of training time at the digits preset's cadence, and
 the Frechet-distance step at d = 2048 (torchmetrics' eigvals against scipy's sqrtm).
 
-    python benchmarks/fid_cost.py                   # the numbers quoted in the README (a few minutes)
-    python benchmarks/fid_cost.py --device cuda     # the extraction rates on a GPU
-    python benchmarks/fid_cost.py --smoke           # tiny sizes, seconds (CI)
+    python -m benchmarks.fid_cost                   # the numbers quoted in the README (a few minutes)
+    python -m benchmarks.fid_cost --device cuda     # the extraction rates on a GPU
+    python -m benchmarks.fid_cost --smoke           # tiny sizes, seconds (CI)
 
 The Inception rows use randomly initialised weights of the right architecture (the cost is the
 same as with the real weights, which this machine cannot download). Prints a table and writes
@@ -13,7 +13,6 @@ benchmarks/results/fid_cost.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -23,15 +22,13 @@ import pytorch_lightning as pl
 import scipy.linalg
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import quiet, timed, write_results  # noqa: E402
-from benchmarks.step_cost import StepTimer, block_median  # noqa: E402
-from metrics.features import InceptionFeatures, train_classifier  # noqa: E402
-from callbacks.fid import FID  # noqa: E402
-from datamodules import Digits  # noqa: E402
-from gans import JARE, Vanilla  # noqa: E402
-from gans.networks import DCGANDiscriminator, DCGANGenerator  # noqa: E402
+from benchmarks.common import quiet, timed, write_results
+from benchmarks.step_cost import StepTimer, block_median
+from callbacks.fid import FID
+from datamodules import Digits
+from gans import JARE, Vanilla
+from gans.networks import DCGANDiscriminator, DCGANGenerator
+from metrics.features import InceptionFeatures, train_classifier
 
 
 def random_inception(folder: Path) -> InceptionFeatures:

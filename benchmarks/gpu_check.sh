@@ -6,6 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0), 'torch', torch.__version__)"
-python benchmarks/step_cost.py --device cuda --sizes dcgan ring256 --repeats 5 --iterations 50
-python benchmarks/fid_cost.py --device cuda
-python benchmarks/stylegan_cost.py --device cuda --cases 256 1024
+python -m benchmarks.step_cost --device cuda --sizes dcgan ring256 --repeats 5 --iterations 50
+python -m benchmarks.fid_cost --device cuda
+python -m benchmarks.stylegan_cost --device cuda --cases 256 1024

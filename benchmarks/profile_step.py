@@ -1,9 +1,9 @@
 """Profile training iterations of one method through train.py with torch.profiler: where the time
 of an iteration goes (operators by self time, Lightning hooks, our functions).
 
-    python benchmarks/profile_step.py --method jare --size ring256
-    python benchmarks/profile_step.py --method simgd --size dcgan --rows 40 --trace trace.json
-    python benchmarks/profile_step.py --method jare --size ring16 --variant compile   # with compile_step
+    python -m benchmarks.profile_step --method jare --size ring256
+    python -m benchmarks.profile_step --method simgd --size dcgan --rows 40 --trace trace.json
+    python -m benchmarks.profile_step --method jare --size ring16 --variant compile   # with compile_step
 
 Prints the operators table (self CPU time, calls); ``--trace`` also writes a Chrome trace
 (chrome://tracing, Perfetto) of the profiled iterations.
@@ -11,22 +11,15 @@ Prints the operators table (self CPU time, calls); ``--trace`` also writes a Chr
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pytorch_lightning as pl
+import torch
+from torch.profiler import ProfilerActivity, profile, schedule
 
-import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
-
-mkl_on_amd.enable()
-
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile, schedule  # noqa: E402
-
-from benchmarks.common import quiet  # noqa: E402
-from benchmarks.step_cost import METHODS, SIZES, VARIANTS, model_options  # noqa: E402
+from benchmarks.common import quiet
+from benchmarks.step_cost import METHODS, SIZES, VARIANTS, model_options
 
 
 class Profiled(pl.Callback):

@@ -2,30 +2,32 @@
 in docs/figures/ quoted by docs/benchmarks.md (about 55 minutes on 2 cores, plus about 55 for the
 Semi-StyleGAN study; ``--only`` picks scripts).
 
-    python benchmarks/run_all.py            # everything
-    python benchmarks/run_all.py --smoke    # every script at tiny sizes (CI: a few minutes)
+    python -m benchmarks.run_all            # everything
+    python -m benchmarks.run_all --smoke    # every script at tiny sizes (CI: a few minutes)
 
 GPU-sized cases: benchmarks/gpu_check.sh.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
-
-mkl_on_amd.enable()
-
-from benchmarks import (compile_experiment, convergence, ddp_overhead, dirac_study, fid_cost,  # noqa: E402
-                        semistylegan_study, spectrum_cost, step_cost, stylegan_cost)
+from benchmarks import (
+    co_running,
+    compile_experiment,
+    convergence,
+    ddp_overhead,
+    dirac_study,
+    fid_cost,
+    semistylegan_study,
+    spectrum_cost,
+    step_cost,
+    stylegan_cost,
+)
 
 SCRIPTS = {"dirac_study": dirac_study, "step_cost": step_cost, "compile_experiment": compile_experiment,
            "fid_cost": fid_cost, "spectrum_cost": spectrum_cost,
-           "ddp_overhead": ddp_overhead, "convergence": convergence, "stylegan_cost": stylegan_cost,
+           "ddp_overhead": ddp_overhead, "convergence": convergence, "stylegan_cost": stylegan_cost, "co_running": co_running,
            "semistylegan_study": semistylegan_study}
 
 

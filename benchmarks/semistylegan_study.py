@@ -4,8 +4,8 @@ MIG and L2 of the encoder on real images, MIG-gen and L2-gen of the generator re
 independent evaluator encoder. Writes results/semistylegan_study.json and
 docs/figures/semistylegan_study.png (+ a traversal grid of the 2.5% run).
 
-    python benchmarks/semistylegan_study.py                  # about 50 minutes on 2 cores
-    python benchmarks/semistylegan_study.py --smoke
+    python -m benchmarks.semistylegan_study                  # about 50 minutes on 2 cores
+    python -m benchmarks.semistylegan_study --smoke
 """
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from matplotlib.figure import Figure
 
-from matplotlib.figure import Figure  # noqa: E402
-
-from benchmarks.common import quiet, write_results  # noqa: E402
+from benchmarks.common import quiet, write_results
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 METRICS = (("mig", "MIG (encoder, real)"), ("l2", "L2 (encoder, real)"), ("mig_gen", "MIG-gen (generator)"),

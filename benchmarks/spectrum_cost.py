@@ -1,26 +1,22 @@
 """What a Jacobian spectrum costs: full spectrum against parameter count, top-k on the ring networks,
 and the JacobianSpectrum callback's overhead as a share of training time.
 
-    python benchmarks/spectrum_cost.py            # the numbers quoted in the README (a few minutes)
-    python benchmarks/spectrum_cost.py --smoke    # tiny sizes, seconds (CI)
+    python -m benchmarks.spectrum_cost            # the numbers quoted in the README (a few minutes)
+    python -m benchmarks.spectrum_cost --smoke    # tiny sizes, seconds (CI)
 
 Prints a table and writes benchmarks/results/spectrum_cost.json.
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import quiet, timed, write_results  # noqa: E402
-from gans.spectrum import compute_spectrum  # noqa: E402
-from datamodules import MixtureOfGaussians  # noqa: E402
-from gans import JARE  # noqa: E402
-from gans.networks import MLPDiscriminator, MLPGenerator  # noqa: E402
+from benchmarks.common import quiet, timed, write_results
+from datamodules import MixtureOfGaussians
+from gans import JARE
+from gans.networks import MLPDiscriminator, MLPGenerator
+from gans.spectrum import compute_spectrum
 
 
 def jare_gan(width: int, depth: int, latent_dim: int = 64) -> JARE:

@@ -3,12 +3,12 @@ and through the straightforward eager loop of ``benchmarks/eager_baseline.py``, 
 run, on the ring MLPs of the JARE paper (4 x 256, batch 128) and of the ConOpt paper (4 x 16,
 batch 512) and on the 32x32 DCGAN (batch 64).
 
-    python benchmarks/step_cost.py                    # the table of docs/benchmarks.md (about 10 minutes)
-    python benchmarks/step_cost.py --sizes ring256    # one size
-    python benchmarks/step_cost.py --smoke            # tiny sizes, seconds (CI)
-    python benchmarks/step_cost.py --device cuda --sizes dcgan   # on a GPU (benchmarks/gpu_check.sh)
-    python benchmarks/step_cost.py --tf-python /tmp/tfenv/bin/python   # + the TF graph-mode reference
-    python benchmarks/step_cost.py --runs 3           # the whole measurement three times: medians and ranges
+    python -m benchmarks.step_cost                    # the table of docs/benchmarks.md (about 10 minutes)
+    python -m benchmarks.step_cost --sizes ring256    # one size
+    python -m benchmarks.step_cost --smoke            # tiny sizes, seconds (CI)
+    python -m benchmarks.step_cost --device cuda --sizes dcgan   # on a GPU (benchmarks/gpu_check.sh)
+    python -m benchmarks.step_cost --tf-python /tmp/tfenv/bin/python   # + the TF graph-mode reference
+    python -m benchmarks.step_cost --runs 3           # the whole measurement three times: medians and ranges
 
 On AMD processors ``mkl_on_amd`` is loaded first, as train.py does (``GAN_DYNAMICS_MKL_AMD=0``
 measures MKL's generic path instead); its status goes into the results file.
@@ -26,26 +26,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pytorch_lightning as pl
+import torch
 
-import mkl_on_amd  # noqa: E402  (before torch, as train.py does)
-
-mkl_on_amd.enable()
-
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.common import quiet, write_results  # noqa: E402
-from benchmarks import eager_baseline  # noqa: E402
-from benchmarks.eager_baseline import EagerGame  # noqa: E402
-from datamodules import Digits, MixtureOfGaussians  # noqa: E402
-from gans.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator  # noqa: E402
-from gans.optim import RMSpropTF  # noqa: E402
+import mkl_on_amd
+from benchmarks import eager_baseline
+from benchmarks.common import quiet, write_results
+from benchmarks.eager_baseline import EagerGame
+from datamodules import Digits, MixtureOfGaussians
+from gans.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gans.optim import RMSpropTF
 
 #: (model config, its options) per method; the weights are the papers' (JARE's ring: gamma 1000)
 METHODS = {

@@ -2,24 +2,20 @@
 (no gradients) and a whole alternating training iteration (a D step with R1, a G step with the
 smoothness term), at StyleGAN2's widths and at the CPU-sized default.
 
-    python benchmarks/stylegan_cost.py                      # CPU: 64 and 256 (StyleGAN2 widths), 32 (default)
-    python benchmarks/stylegan_cost.py --device cuda --cases 256 1024
+    python -m benchmarks.stylegan_cost                      # CPU: 64 and 256 (StyleGAN2 widths), 32 (default)
+    python -m benchmarks.stylegan_cost --device cuda --cases 256 1024
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.common import write_results  # noqa: E402
-from gans import SemiStyleGAN  # noqa: E402
-from gans.networks import StyleGANDiscriminator, StyleGANGenerator  # noqa: E402
-from gans.semistylegan import FactorBatch  # noqa: E402
+from benchmarks.common import write_results
+from gans import SemiStyleGAN
+from gans.networks import StyleGANDiscriminator, StyleGANGenerator
+from gans.semistylegan import FactorBatch
 
 #: name -> (resolution, channel_base, channel_max, w_dim, mapping depth): StyleGAN2-ADA's "paper256"
 #: widths below 1024 and its 1024 widths at 1024; "default" is configs/models/semistylegan.yaml

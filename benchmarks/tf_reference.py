@@ -12,8 +12,8 @@ TensorFlow is not a dependency of gan-dynamics; install it in a separate environ
 ``step_cost.py --tf-python`` at that interpreter::
 
     python -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install tensorflow-cpu
-    /tmp/tfenv/bin/python benchmarks/tf_reference.py --methods simgd jare conopt
-    python benchmarks/step_cost.py --sizes ring256 --tf-python /tmp/tfenv/bin/python
+    /tmp/tfenv/bin/python -m benchmarks.tf_reference --methods simgd jare conopt
+    python -m benchmarks.step_cost --sizes ring256 --tf-python /tmp/tfenv/bin/python
 
 ``--threads`` and ``--inter-threads`` set TensorFlow's intra- and inter-op thread pools: with one
 inter-op thread TF runs one operation at a time, as eager PyTorch does (docs/benchmarks.md).

@@ -34,24 +34,21 @@ mkl_on_amd.enable()
 
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from jsonargparse import ArgumentParser  # noqa: E402
+from pytorch_lightning.callbacks.progress import ProgressBar  # noqa: E402
 from pytorch_lightning.cli import LightningCLI  # noqa: E402
+from pytorch_lightning.plugins import TorchCheckpointIO  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_info  # noqa: E402
 from pytorch_lightning.utilities.exceptions import MisconfigurationException  # noqa: E402
-
-import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-
-from pytorch_lightning.callbacks.progress import ProgressBar  # noqa: E402
-from pytorch_lightning.plugins import TorchCheckpointIO  # noqa: E402
 
 from callbacks.checkpoint import FinalCheckpoint  # noqa: E402
 from callbacks.progress import IterationProgressBar  # noqa: E402
 from gans import MODELS, TwoPlayerGAN  # noqa: E402
 from gans.base import OBJECT_ARGUMENTS  # noqa: E402
-from gans.checkpoint import (AtomicCheckpointIO, CheckpointError, changed_settings, iteration,  # noqa: E402
-                             model_class_path, read_checkpoint)
+from gans.checkpoint import AtomicCheckpointIO, CheckpointError, changed_settings, iteration, model_class_path, read_checkpoint  # noqa: E402
 from gans.threads import choose_threads  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -467,7 +464,7 @@ def train(args: list[str]) -> pl.Trainer:
     warnings.filterwarnings("ignore", ".*ModelCheckpoint with manual optimization.*")
     # logging counts iterations across epochs (short image epochs are fine); the EMA generator stays in eval mode
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", ".*module\(s\) in eval mode at the start of training.*")
+    warnings.filterwarnings("ignore", r".*module\(s\) in eval mode at the start of training.*")
     # Lightning's advertisements and a deprecation inside its own code, once per rank and run
     warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())

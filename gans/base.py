@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from gans import compiled, flat, game, penalties
 from gans.distributed import mean_across_processes, rank_and_world
-from gans.game import Field, Update
+from gans.game import Field
 from gans.losses import get_loss, is_zero_sum
 from gans.methods import GradientDescent, Method, Players
 from gans.streams import seeded

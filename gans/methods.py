@@ -20,8 +20,7 @@ import torch
 from torch import Tensor
 
 from gans import compiled
-from gans.game import (Field, Reduce, Update, axpy, detach, dot, grad, ht_field, jvp, no_reduce, norm, reduced,
-                       vjp, vjp_and_jvp)
+from gans.game import Field, Reduce, Update, axpy, detach, dot, grad, ht_field, jvp, no_reduce, norm, reduced, vjp, vjp_and_jvp
 from gans.krylov import conjugate_gradient, gmres, implicit_solution
 
 Players = Literal["g", "d", "gd"]

@@ -12,8 +12,7 @@ import inspect
 from typing import Callable, Literal
 
 from gans.base import TwoPlayerGAN
-from gans.methods import (METHODS, ConsensusOptimization, JacobianRegularization, Method,
-                          SymplecticGradientAdjustment)
+from gans.methods import METHODS, ConsensusOptimization, JacobianRegularization, Method, SymplecticGradientAdjustment
 
 
 class Vanilla(TwoPlayerGAN):

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field as dc_field
-from pathlib import Path
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Iterator, Literal
 
 import numpy as np

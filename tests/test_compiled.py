@@ -8,8 +8,8 @@ import torch
 
 from datamodules import MixtureOfGaussians
 from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla, compiled
-from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans.losses import is_zero_sum
+from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans.networks import MLPDiscriminator, MLPGenerator
 from tests.helpers import flat, mlp_gan, quiet_trainer
 

@@ -10,9 +10,9 @@ import textwrap
 import pytest
 import torch
 
-from commands import train
-from callbacks.jacobian_spectrum import JacobianSpectrum
 from callbacks.figures import curves_figure
+from callbacks.jacobian_spectrum import JacobianSpectrum
+from commands import train
 from datamodules import ImageFolder
 from gans.threads import usable_cores
 

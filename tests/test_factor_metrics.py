@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from metrics.evaluator import cached_evaluator, train_evaluator
 from callbacks.factor_metrics import DisentanglementMetrics, traversal_latents
 from datamodules import DSprites
+from metrics.evaluator import cached_evaluator, train_evaluator
 
 SIZES = [4, 5, 3]
 

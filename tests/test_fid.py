@@ -16,11 +16,11 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from metrics.features import INCEPTION_FILE, InceptionFeatures, to_uint8
 from callbacks.fid import FID
-from gans.distributed import block
 from gans import Vanilla
+from gans.distributed import block
 from gans.networks import MLPDiscriminator
+from metrics.features import INCEPTION_FILE, InceptionFeatures, to_uint8
 
 DIM, LATENT = 6, 4
 

@@ -9,8 +9,7 @@ from torch.nn.utils import parametrize
 
 from datamodules import Digits
 from gans import JARE, SGA, ConOpt, Vanilla, game
-from gans.networks import (Conv4Discriminator, Conv4Generator, DCGANDiscriminator, DCGANGenerator,
-                           ResNetDiscriminator, ResNetGenerator)
+from gans.networks import Conv4Discriminator, Conv4Generator, DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator
 from gans.networks.images import UpConv5x5
 from tests.helpers import flat, quiet_trainer
 

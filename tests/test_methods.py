@@ -13,11 +13,11 @@ import pytorch_lightning as pl
 import torch
 from torch.func import functional_call, jacrev
 
-from gans.spectrum import compute_spectrum
 from datamodules import MixtureOfGaussians
 from gans import TwoPlayerGAN, Vanilla, game
 from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans.networks import DiracGenerator, LinearDiscriminator
+from gans.spectrum import compute_spectrum
 from tests.helpers import dirac_data, flat, mlp_gan, quiet_trainer
 
 DIRAC_REAL = torch.zeros(4, 1, dtype=torch.float64)

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from metrics.mixture import mixture_metrics
 from datamodules import MixtureOfGaussians, grid_modes, ring_modes
+from metrics.mixture import mixture_metrics
 
 
 def test_ring_and_grid_modes():

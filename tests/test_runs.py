@@ -3,7 +3,6 @@ survives a kill, a resume continues the run as it was (or says why not), outputs
 were asked to, and the progress bar counts the run's iterations."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -128,8 +127,7 @@ def test_a_resume_records_its_own_config_beside_the_runs(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
 def test_an_unreadable_last_checkpoint_names_the_readable_ones(tmp_path, damage, capsys):
-    from commands import spectrum
-    from commands import sample
+    from commands import sample, spectrum
 
     run(tmp_path, *CHECKPOINT_EVERY_5)
     last = checkpoints(tmp_path) / "last.ckpt"
@@ -140,8 +138,7 @@ def test_an_unreadable_last_checkpoint_names_the_readable_ones(tmp_path, damage,
     message = error_of("--model", "vanilla", "--trainer.max_steps", "9", *SMALL, "--trainer.logger.init_args.save_dir",
                        str(tmp_path), "--trainer.logger.init_args.name", "run", "--ckpt_path", "last")
     assert all(part in message for part in expected)
-    from commands import fid
-    from commands import edit
+    from commands import edit, fid
 
     image = tmp_path / "image.png"
     image.write_bytes(b"")

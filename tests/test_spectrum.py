@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from gans.spectrum import SpectrumResult, compute_spectrum
 from gans import JARE, SGA, ConOpt, Vanilla
+from gans.spectrum import SpectrumResult, compute_spectrum
 from tests.helpers import dirac_gan, mlp_gan
 from tests.test_theory import TABLE, TOY_REAL, TOY_Z, affine_toy
 
