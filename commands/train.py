@@ -28,28 +28,25 @@ import warnings
 from argparse import ArgumentError
 from pathlib import Path
 
-import mkl_on_amd  # noqa: I001 (before torch: it can only act before torch is loaded)
+import pytorch_lightning as pl
+import torch
+import yaml
+from jsonargparse import ArgumentParser
+from pytorch_lightning.callbacks.progress import ProgressBar
+from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.plugins import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from rich.console import Console
+from rich.table import Table
 
-mkl_on_amd.enable()
-
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from jsonargparse import ArgumentParser  # noqa: E402
-from pytorch_lightning.callbacks.progress import ProgressBar  # noqa: E402
-from pytorch_lightning.cli import LightningCLI  # noqa: E402
-from pytorch_lightning.plugins import TorchCheckpointIO  # noqa: E402
-from pytorch_lightning.utilities import rank_zero_info  # noqa: E402
-from pytorch_lightning.utilities.exceptions import MisconfigurationException  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from callbacks.checkpoint import FinalCheckpoint  # noqa: E402
-from callbacks.progress import IterationProgressBar  # noqa: E402
-from gans import MODELS, TwoPlayerGAN  # noqa: E402
-from gans.base import OBJECT_ARGUMENTS  # noqa: E402
-from gans.checkpoint import AtomicCheckpointIO, CheckpointError, changed_settings, iteration, model_class_path, read_checkpoint  # noqa: E402
-from gans.threads import choose_threads  # noqa: E402
+import mkl_on_amd  # enabled by the commands package, before torch
+from callbacks.checkpoint import FinalCheckpoint
+from callbacks.progress import IterationProgressBar
+from gans import MODELS, TwoPlayerGAN
+from gans.base import OBJECT_ARGUMENTS
+from gans.checkpoint import AtomicCheckpointIO, CheckpointError, changed_settings, iteration, model_class_path, read_checkpoint
+from gans.threads import choose_threads
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_MODEL = "jare"
@@ -157,11 +154,15 @@ def short_error(err: ArgumentError, parser) -> str:
     """One line instead of jsonargparse's nested report, with the valid choices."""
     message = str(err)
     class_paths = re.findall(r"Problem with given class_path '([^']+)'", message)
-    if (unknown := re.search(r"Option '([^']+)' is not accepted", message)) and class_paths:
-        options = _class_options(class_paths[-1])
-        close = difflib.get_close_matches(unknown[1], options, n=1)
+    unknown = (re.search(r"Option '([^']+)' is not accepted", message)
+               or re.search(r"unrecognized arguments: --([^=\s]+)", message))
+    if unknown and class_paths:
+        options, name = _class_options(class_paths[-1]), unknown[1].split(".")[0]
+        close = difflib.get_close_matches(name, options, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{class_paths[-1]} has no option {unknown[1]!r}{hint}; its options are: {', '.join(options)}"
+        if name == "method":  # the shortcuts (gans.JARE, ...) fix their method
+            hint = " (its method is fixed; gans.TwoPlayerGAN takes any: --model gans.TwoPlayerGAN --model.method ...)"
+        return f"{class_paths[-1]} has no option {name!r}{hint}; its options are: {', '.join(options)}"
     if bad := re.search(r"Expected (.+?)\. Got value: (.*?)(?:\. Got value: .*)?$", message, re.M):
         key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
         expected = re.sub(r"^an? ", "", bad[1])
@@ -172,7 +173,7 @@ def short_error(err: ArgumentError, parser) -> str:
         close = nested_option(option) or next(iter(difflib.get_close_matches(
             option, [s for a in parser._actions for s in a.option_strings], n=1)), None)
         return f"unknown option {unknown[1]}" + (f" (did you mean {close}?)" if close else "")
-    return message.splitlines()[0] if message else repr(err)
+    return " ".join(message.split()) if message else repr(err)
 
 
 #: where the options of each section of a config come from, for ``nested_option``

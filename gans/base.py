@@ -144,7 +144,7 @@ class TwoPlayerGAN(pl.LightningModule):
             elementwise (Adam, RMSProp, SGD, ...); other optimizers always see the tensors.
         compile_step: compute the field and the update direction with the torch.compile'd
             torch.func form of the method (``gans.compiled``): the same formulas, rounded
-            differently, faster on small networks (compilation takes 10-20 s). One process,
+            differently, faster on small networks after a compilation (docs/speed.md). One process,
             float32/64, networks without buffers (no BatchNorm), simultaneous updates, no
             penalty, a method with a compiled rule; refused with the reasons otherwise. If
             compilation fails, training warns and continues on the eager path.

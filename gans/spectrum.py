@@ -29,7 +29,7 @@ import torch.distributed as dist
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 from torch import Tensor, nn
 
-from gans.base import preserved_buffers
+from gans.base import TwoPlayerGAN, preserved_buffers
 
 Field = Literal["gradient", "update"]
 #: above this many parameters a dense eigendecomposition stops being cheap on a CPU
@@ -161,8 +161,8 @@ class JacobianProducts:
         return self._mean(self._local(vt)).double().cpu().numpy()
 
     def dense(self, chunk: int = 256) -> np.ndarray:
-        """J itself from rows J^T e_i, ``chunk`` rows per backward pass (vmap over the backward:
-        4-5 times faster than one row at a time on a CPU), one at a time for an op vmap lacks."""
+        """J itself from rows J^T e_i, ``chunk`` rows per backward pass (a vmap over the backward), one
+        row at a time for an op vmap lacks."""
         eye = torch.eye(self.n, dtype=self.ref.dtype, device=self.ref.device)
         rows = []
         for block in eye.split(chunk):
@@ -232,20 +232,23 @@ def _gather(t: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
-def compute_spectrum(module, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: Field = "update",
+def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: Field = "update",
                      k: int | None = None, dtype: torch.dtype | None = torch.float64, tol: float = 1e-8,
                      max_full_params: int = MAX_FULL_PARAMS, seed: int = 0) -> SpectrumResult:
     """Eigenvalues of the Jacobian of a two-player model's field at its current parameters.
 
     Args:
         module: a ``gans.TwoPlayerGAN`` (any method).
-        real, z: an evaluation batch, or lists of batches whose fields are averaged (the Jacobian
-            of the average field). Under torch.distributed each process passes its shard.
+        real: an evaluation batch of real samples, or a list of batches whose fields are averaged
+            (the Jacobian of the average field). Under torch.distributed each process passes its shard.
+        z: the latent codes of each batch, as ``real``.
         field: ``gradient`` (H of xi) or ``update`` (the Jacobian of the method's direction).
         k: ``None`` for the full spectrum (dense Jacobian, numpy eigvals); an int for the k
             eigenvalues of largest magnitude plus the (up to 6) of smallest real part, by ARPACK.
         dtype: the precision of the computation (float64 by default; ``None`` keeps the model's).
+        tol: ARPACK's relative tolerance (top-k only).
         max_full_params: refuse a dense spectrum above this size (its cost grows like n^3).
+        seed: the seed of ARPACK's starting vector (top-k only).
     """
     reals, zs = (list(real), list(z)) if isinstance(real, (list, tuple)) else ([real], [z])
     options = dict(field=field, k=k, dtype=dtype, tol=tol, max_full_params=max_full_params, seed=seed)

@@ -1,4 +1,4 @@
-"""Disentanglement metrics (Semi-StyleGAN issue): the mutual information gap.
+"""Disentanglement metrics of Semi-StyleGAN: the mutual information gap (MIG) and the L2 error of codes.
 
 MIG (Chen et al. 2018), as computed by disentanglement_lib (``evaluation/metrics/mig.py``): each
 code dimension is discretised into ``num_bins`` equal-width bins over its range, the mutual

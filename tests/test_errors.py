@@ -43,6 +43,11 @@ def test_an_option_of_a_section_given_without_it_is_found(tmp_path):
     assert "did you mean --data.batch_size?" in error("--model", "vanilla", "--batch_size", "3")
 
 
+def test_a_shortcut_model_refuses_a_method_option_in_one_line():
+    message = error("--model", "jare", "--model.method.eta", "3")
+    assert "gans.JARE has no option 'method' (its method is fixed" in message and "gamma" in message
+
+
 def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  init_args:\n    gamma: [1,\n")

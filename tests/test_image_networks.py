@@ -8,7 +8,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from datamodules import Digits
-from gans import JARE, SGA, ConOpt, Vanilla, game
+from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla, game
+from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans.networks import Conv4Discriminator, Conv4Generator, DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator
 from gans.networks.images import UpConv5x5
 from tests.helpers import flat, quiet_trainer
@@ -23,7 +24,8 @@ PAIRS = {
     "resnet": (ResNetGenerator, {"width": 8}, ResNetDiscriminator, {"width": 8}),
 }
 METHODS = [(Vanilla, {}), (Vanilla, {"update": "alternating"}), (ConOpt, {"gamma": 1.0}), (JARE, {"gamma": 1.0}),
-           (SGA, {"lam": 1.0})]
+           (SGA, {"lam": 1.0}), (TwoPlayerGAN, {"method": Extragradient(0.01)}),
+           (TwoPlayerGAN, {"method": OptimisticGradient()}), (TwoPlayerGAN, {"method": CompetitiveGradient(0.1, max_iter=5)})]
 
 
 def make_pair(name: str, channels: int = 3, resolution: int = 32) -> tuple[nn.Module, nn.Module]:

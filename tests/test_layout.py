@@ -1,0 +1,72 @@
+"""The layering of the code: the library (gans, then datamodules and metrics, then callbacks) never
+imports what sits above it, no module imports itself back through others, and only commands/,
+benchmarks/ and train.py are programs."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: each package and the project packages it may import
+ALLOWED = {
+    "gans": set(),
+    "datamodules": {"gans"},
+    "metrics": {"gans"},
+    "callbacks": {"gans", "datamodules", "metrics"},
+    "commands": {"gans", "datamodules", "metrics", "callbacks", "mkl_on_amd"},
+}
+
+
+def modules() -> dict[str, Path]:
+    found = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+             for package in ALLOWED for f in (ROOT / package).rglob("*.py")}
+    return {**found, "mkl_on_amd": ROOT / "mkl_on_amd.py"}
+
+
+def imports(path: Path, known: dict[str, Path]) -> set[str]:
+    """The project modules ``path`` imports (``from gans import game`` imports ``gans.game``)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] in known or a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] in ALLOWED or node.module in known:
+                out |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                        for a in node.names}
+    return out
+
+
+GRAPH = {name: imports(path, modules()) for name, path in modules().items()}
+
+
+@pytest.mark.parametrize("package", ALLOWED)
+def test_a_package_imports_only_what_lies_below_it(package):
+    above = {(m, target) for m, targets in GRAPH.items() if m.split(".")[0] == package
+             for target in targets if target.split(".")[0] not in ALLOWED[package] | {package}}
+    assert above == set()
+
+
+def test_no_import_cycles():
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in GRAPH.get(module, ()):
+            if target == module:
+                continue
+            assert state.get(target) != 1, f"import cycle: {' -> '.join(path[path.index(target):] + [module, target])}"
+            if target not in state:
+                visit(target, path + [module])
+        state[module] = 2
+
+    for module in GRAPH:
+        if module not in state:
+            visit(module, [])
+
+
+def test_the_library_holds_no_programs():
+    programs = [name for name, path in modules().items()
+                if name.split(".")[0] != "commands" and "__main__" in path.read_text()]
+    assert programs == []
