@@ -1,7 +1,7 @@
 """Several training jobs on one machine: how long each takes alone and side by side, with each
 thread setting (`train.py --threads`, OpenMP's wait policy).
 
-    python -m benchmarks.co_running            # the table in the README (about 15 minutes on 2 cores)
+    python -m benchmarks.co_running            # the table in docs/benchmarks.md (about 15 minutes on 2 cores)
     python -m benchmarks.co_running --smoke    # tiny runs (CI)
 
 Each job is `python train.py --model jare --trainer.max_steps N` without callbacks or logger;

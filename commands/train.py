@@ -8,7 +8,7 @@
     python train.py --model jare --print_config       # the resolved config, every option
     python train.py --model jare --ckpt_path last     # resume the newest run of that logger folder
 
-Configs are layers (``expand_model_name``): the base, a data preset (data, networks, optimizer,
+Configs are layers (``commands.layers``): the base, a data preset (data, networks, optimizer,
 metrics), the model (its method and weights) and a paper's setting, each overriding the one
 before, then the command line. ``--model gans.JARE`` (a class path) or a ``--config`` works as in
 any LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_steps``, checkpoint
@@ -17,11 +17,9 @@ any LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_ste
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import logging
 import os
-import re
 import shutil
 import sys
 import warnings
@@ -31,182 +29,22 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import yaml
-from jsonargparse import ArgumentParser
 from pytorch_lightning.callbacks.progress import ProgressBar
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from rich.console import Console
 from rich.table import Table
 
 import mkl_on_amd  # enabled by the commands package, before torch
 from callbacks.checkpoint import FinalCheckpoint
 from callbacks.progress import IterationProgressBar
-from gans import MODELS, TwoPlayerGAN
+from commands.errors import DEBUG_ENV, USER_ERRORS, fail, one_line, short_error, yaml_problem
+from commands.layers import DEFAULT_DATA, expand_model_name, names
+from gans import TwoPlayerGAN
 from gans.base import OBJECT_ARGUMENTS
 from gans.checkpoint import AtomicCheckpointIO, CheckpointError, changed_settings, iteration, model_class_path, read_checkpoint
 from gans.threads import choose_threads
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-DEFAULT_MODEL = "jare"
-
-
-def fail(message: str) -> SystemExit:
-    return SystemExit(f"train.py: error: {message}")
-
-
-#: the folders of configs/ that ``--model``, ``--data`` and ``--paper`` name files of
-LAYERS = {"--model": "models", "--data": "data", "--paper": "papers"}
-DEFAULT_DATA = "ring"
-
-
-def names(option: str) -> list[str]:
-    """The names ``option`` takes: the YAML files of its folder (models in the order of
-    ``gans.MODELS``, then any others)."""
-    found = sorted(p.stem for p in (CONFIGS / LAYERS[option]).glob("*.yaml"))
-    return [n for n in MODELS if n in found] + [n for n in found if n not in MODELS] if option == "--model" else found
-
-
-def data_presets() -> list[str]:
-    return names("--data")
-
-
-def _pop_name(argv: list[str], option: str) -> tuple[str | None, list[str]]:
-    """The NAME of ``option NAME`` / ``option=NAME`` (a name has no dot: class paths and
-    ``--model.x`` options stay), and the other arguments."""
-    args, name, i = [], None, 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == option and i + 1 < len(argv) and "." not in argv[i + 1]:
-            name, i = argv[i + 1], i + 2
-        elif arg.startswith(option + "=") and "." not in arg:
-            name, i = arg.split("=", 1)[1], i + 1
-        else:
-            args.append(arg)
-            i += 1
-    return name, args
-
-
-def layer(option: str, name: str) -> list[Path]:
-    """The files of one named layer: a file that starts with ``# extends: OTHER`` comes after the
-    files of OTHER (a model variant written as what differs)."""
-    path = CONFIGS / LAYERS[option] / f"{name}.yaml"
-    first = path.read_text().split("\n", 1)[0]
-    base = first.removeprefix("# extends:").strip() if first.startswith("# extends:") else None
-    return [*(layer(option, base) if base else []), path]
-
-
-def _sections(path: Path) -> dict:
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def expand_model_name(argv: list[str]) -> list[str]:
-    """The config layers of ``--model NAME`` (default ``jare``), ``--data NAME`` (default ``ring``)
-    and ``--paper NAME`` as ``--config`` files, placed first so that every other option overrides
-    them: ``configs/base.yaml``, the data preset, the model, the paper's setting. A model file that
-    names its data (Semi-StyleGAN) takes no data preset. The run folder is named after the layers
-    (``runs/<model>[_<data>][_<paper>]``). Class paths (``--model gans.JARE``), ``--model.x``
-    options and a ``--config`` of your own without ``--model NAME`` pass through unchanged."""
-    chosen, args = {}, list(argv)
-    for option in LAYERS:
-        chosen[option], args = _pop_name(args, option)
-        if chosen[option] is not None and chosen[option] not in names(option):
-            what = {"--model": "model", "--data": "data preset", "--paper": "paper setting"}[option]
-            example = {"--model": "gans.JARE", "--data": "datamodules.Digits", "--paper": None}[option]
-            raise fail(f"unknown {what} {chosen[option]!r}; choose one of: {', '.join(names(option))}"
-                       + (f" (or a class path such as {example})" if example else ""))
-    model, data, paper = chosen["--model"], chosen["--data"], chosen["--paper"]
-    given = any(a.split("=")[0] in ("--config", "--model", "-c", "-h", "--help") for a in args)
-    if model is None and given:
-        if data is not None or paper is not None:
-            raise fail("--data and --paper go on top of a model's layers: give --model NAME with them")
-        return args
-    model = model or DEFAULT_MODEL
-    model_files = layer("--model", model)
-    complete = any("data" in _sections(f) for f in model_files)
-    if complete and data is not None:
-        raise fail(f"--model {model} names its own data ({model_files[-1].relative_to(CONFIGS.parent)}): "
-                   f"change it with --data.* options or a --config")
-    files = [CONFIGS / "base.yaml", *([] if complete else layer("--data", data or DEFAULT_DATA)), *model_files,
-             *(layer("--paper", paper) if paper else [])]
-    out, seen_callbacks = [], False
-    for path in files:
-        has_callbacks = "callbacks" in (_sections(path).get("trainer") or {})
-        if has_callbacks and seen_callbacks:
-            # jsonargparse merges a list of callbacks entry by entry with the one before it (keeping
-            # init_args the new class also accepts): empty it so each layer's callbacks stand alone
-            out.append("--trainer.callbacks=[]")
-        seen_callbacks |= has_callbacks
-        out += ["--config", str(path)]
-    run_name = "_".join(n for n in (model, data, paper) if n)
-    return [*out, "--trainer.logger.init_args.name", run_name, *args]
-
-
-def _class_options(class_path: str) -> list[str]:
-    module, name = class_path.rsplit(".", 1)
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(getattr(importlib.import_module(module), name), "x", fail_untyped=False)
-    return [a.dest[2:] for a in parser._actions if a.dest.startswith("x.") and not a.dest.endswith(".help")]
-
-
-def short_error(err: ArgumentError, parser) -> str:
-    """One line instead of jsonargparse's nested report, with the valid choices."""
-    message = str(err)
-    class_paths = re.findall(r"Problem with given class_path '([^']+)'", message)
-    unknown = (re.search(r"Option '([^']+)' is not accepted", message)
-               or re.search(r"unrecognized arguments: --([^=\s]+)", message))
-    if unknown and class_paths:
-        options, name = _class_options(class_paths[-1]), unknown[1].split(".")[0]
-        close = difflib.get_close_matches(name, options, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        if name == "method":  # the shortcuts (gans.JARE, ...) fix their method
-            hint = " (its method is fixed; gans.TwoPlayerGAN takes any: --model gans.TwoPlayerGAN --model.method ...)"
-        return f"{class_paths[-1]} has no option {name!r}{hint}; its options are: {', '.join(options)}"
-    if bad := re.search(r"Expected (.+?)\. Got value: (.*?)(?:\. Got value: .*)?$", message, re.M):
-        key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
-        expected = re.sub(r"^an? ", "", bad[1])
-        expected = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", re.sub(r"<class '(\w+)'>", r"\1", expected))
-        return f"invalid value {bad[2]!r} for --{key}: expected {expected}"
-    if unknown := re.match(r"unrecognized arguments: (\S+)", message, re.I):
-        option = unknown[1].split("=")[0]
-        close = nested_option(option) or next(iter(difflib.get_close_matches(
-            option, [s for a in parser._actions for s in a.option_strings], n=1)), None)
-        return f"unknown option {unknown[1]}" + (f" (did you mean {close}?)" if close else "")
-    return " ".join(message.split()) if message else repr(err)
-
-
-#: where the options of each section of a config come from, for ``nested_option``
-SECTIONS = {"model": ("gans.TwoPlayerGAN", "gans.SemiStyleGAN"),
-            "data": ("datamodules.MixtureOfGaussians", "datamodules.ImageFolder", "datamodules.DSprites"),
-            "trainer": ("pytorch_lightning.Trainer",)}
-
-
-def nested_option(option: str) -> str | None:
-    """``--model.optimizer.lr`` for ``--optimizer.lr``: the option in the section whose classes take
-    its first part (the model's, the data's or the Trainer's)."""
-    head = option.lstrip("-").split(".")[0]
-    for section, class_paths in SECTIONS.items():
-        if any(head in {name.split(".")[0] for name in _class_options(path)} for path in class_paths):
-            return f"--{section}.{option.lstrip('-')}"
-    return None
-
-
-def yaml_problem(args: list[str]) -> str | None:
-    """Which ``--config`` file does not parse as YAML, and where."""
-    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
-    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-    for path in files:
-        try:
-            yaml.safe_load(Path(path).read_text())
-        except OSError:
-            continue
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            return f"the config {path} is not valid YAML at{where}: {problem}"
-    return None
 
 
 class GanCLI(LightningCLI):
@@ -424,21 +262,6 @@ def discard_unused(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):  # the logger's name folder, when this run was its only one
             folder.parent.rmdir()
-
-
-#: what a mistake in a command line, a config, a data folder or a network raises: reported in one
-#: line (``--debug`` or GAN_DYNAMICS_DEBUG=1 shows the traceback)
-USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, MisconfigurationException)
-DEBUG_ENV = "GAN_DYNAMICS_DEBUG"
-
-
-def one_line(err: BaseException) -> str:
-    """The message of the innermost cause (jsonargparse wraps a class's own error in a report of
-    the whole config), on one line."""
-    while err.__cause__ is not None and isinstance(err.__cause__, USER_ERRORS):
-        err = err.__cause__
-    message = " ".join(str(err).split()) or type(err).__name__
-    return message if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {message}"
 
 
 def main(argv: list[str] | None = None) -> pl.Trainer:

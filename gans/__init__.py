@@ -3,8 +3,9 @@
 ``MODELS`` maps the short names used by ``train.py --model NAME`` to the builders of their models
 (``gans.models``); ``gans.methods`` holds the update rules every model can take.
 """
-from gans.base import NonFiniteError, TwoPlayerGAN
+from gans.base import TwoPlayerGAN
 from gans.distributed import GameDDPStrategy
+from gans.divergence import NonFiniteError
 from gans.models import JARE, MODELS, SGA, ConOpt, Vanilla
 from gans.semistylegan import SemiStyleGAN
 

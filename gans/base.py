@@ -23,6 +23,7 @@ from torch.func import functional_call
 
 from gans import compiled, flat, game, penalties
 from gans.distributed import mean_across_processes, rank_and_world
+from gans.divergence import DivergenceGuard, nonfinite
 from gans.game import Field
 from gans.losses import get_loss, is_zero_sum
 from gans.methods import GradientDescent, Method, Players
@@ -31,16 +32,10 @@ from gans.streams import seeded
 DRY_BATCH = 4
 #: the key of the training stream (latent codes and every other draw of a training step), after the run's seed
 TRAINING_STREAM = 0x6C6174
-#: under ``on_nonfinite="skip"``, a run that skips more than half of this many recent iterations stops
-SKIP_WINDOW = 100
 #: constructor arguments that are Python objects rather than hyperparameters: the networks' weights
 #: are in the state dict, and train.py records their ``class_path`` configs in the hyperparameters
 #: itself (``train.GanCLI``), which is what lets ``load_from_checkpoint`` rebuild a model without arguments
 OBJECT_ARGUMENTS = ("generator", "discriminator", "optimizer", "method")
-
-
-class NonFiniteError(FloatingPointError):
-    """Training produced a NaN or an infinity."""
 
 
 @contextlib.contextmanager
@@ -54,10 +49,6 @@ def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for buf, value in saved:
                 buf.copy_(value)
-
-
-def _value(loss: Tensor | None) -> str:
-    return "not computed" if loss is None else f"{float(loss.detach()):.4g}"
 
 
 class BatchGame:
@@ -132,7 +123,7 @@ class TwoPlayerGAN(pl.LightningModule):
             before the parameters are touched (the last checkpoint stays as it was); ``skip``
             leaves the parameters as they are for that iteration and counts it in
             ``nonfinite/skipped``; a run that skips more than half of the last
-            ``SKIP_WINDOW`` iterations has diverged and stops with ``NonFiniteError`` too.
+            ``gans.divergence.SKIP_WINDOW`` iterations has diverged and stops with ``NonFiniteError`` too.
         ema_half_life: keep ``generator_ema``, an exponential moving average of the generator's
             weights whose half-life is this many training images (StyleGAN2-ADA's ``ema_kimg``
             times 1000; 10,000 there). ``sample`` and the metric callbacks use it. None: no EMA.
@@ -202,10 +193,7 @@ class TwoPlayerGAN(pl.LightningModule):
                              f"penalty_weight={penalty_weight}")
         self.penalty, self.penalty_weight, self.penalty_every = penalty, penalty_weight, penalty_every
         self.optimizer_factory = optimizer
-        if on_nonfinite not in ("stop", "skip"):
-            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
-        self.on_nonfinite, self.skipped = on_nonfinite, 0
-        self._recent_skips: list[int] = []  # iterations skipped among the last SKIP_WINDOW
+        self.on_nonfinite, self.divergence = on_nonfinite, DivergenceGuard(on_nonfinite)
         if ema_half_life is not None and ema_half_life <= 0:
             raise ValueError(f"ema_half_life must be a positive number of images (or None for no EMA), got {ema_half_life}")
         self.ema_half_life, self.ema_rampup = ema_half_life, ema_rampup
@@ -596,37 +584,22 @@ class TwoPlayerGAN(pl.LightningModule):
 
     def finite_or_stop(self, loss_g: Tensor | None, loss_d: Tensor | None, grads_g: Tensor | list[Tensor] | None,
                        grads_d: Tensor | list[Tensor] | None) -> bool:
-        """Whether the iteration may step; raises ``NonFiniteError`` under ``on_nonfinite="stop"``.
-        The directions are flat vectors or lists of tensors. Every process reaches the same verdict
-        (one tiny all-reduce), so none is left waiting."""
-        # a sum is non-finite when any term is: one reduction per player instead of a norm per tensor
-        losses = [loss.detach().float() for loss in (loss_g, loss_d) if loss is not None]
-        totals = [(g.sum() if isinstance(g, Tensor) else torch.nn.utils.get_total_norm(g)).detach().float()
-                  for g in (grads_g, grads_d) if g is not None and len(g)]
-        values = torch.stack(losses + totals)
-        bad = (~torch.isfinite(values)).any().float().reshape(1)
+        """Whether the iteration may step (``gans.divergence``). The directions are flat vectors or
+        lists of tensors. Every process reaches the same verdict (one tiny all-reduce), so none is
+        left waiting."""
+        bad = nonfinite((loss_g, loss_d), (grads_g, grads_d))
         if rank_and_world()[1] > 1:
             bad = mean_across_processes([bad])[0]
         if not bad.item():
             return True
-        if self.on_nonfinite == "skip":
-            self.skipped += 1
-            self.log("nonfinite/skipped", float(self.skipped), on_step=True, on_epoch=False)
-            step = self.global_step
-            self._recent_skips = [s for s in self._recent_skips if s > step - SKIP_WINDOW] + [step]
-            if len(self._recent_skips) <= SKIP_WINDOW // 2:
-                return False
-            raise NonFiniteError(
-                f"iteration {step}: {len(self._recent_skips)} of the last {SKIP_WINDOW} iterations had a non-finite "
-                f"loss or update and were skipped ({self.skipped} in all): the run has diverged. The last checkpoint "
-                f"is intact; lower the learning rate or the regulariser weight and start again or resume from it.")
-        norm_g, norm_d = (float(torch.linalg.vector_norm(g) if isinstance(g, Tensor) else
-                                torch.nn.utils.get_total_norm(g)) if g is not None else 0.0 for g in (grads_g, grads_d))
-        raise NonFiniteError(
-            f"iteration {self.global_step}: non-finite training state (loss_G={_value(loss_g)}, "
-            f"loss_D={_value(loss_d)}, |update_G|={norm_g:.4g}, |update_D|={norm_d:.4g}); the parameters were not "
-            f"updated and the last checkpoint is intact. Lower the learning rate or the regulariser weight, resume "
-            f"from the checkpoint (--ckpt_path last), or pass --model.on_nonfinite skip to drop such iterations.")
+        may_step = self.divergence.may_step(True, self.global_step, (loss_g, loss_d), (grads_g, grads_d))
+        self.log("nonfinite/skipped", float(self.skipped), on_step=True, on_epoch=False)
+        return may_step
+
+    @property
+    def skipped(self) -> int:
+        """Iterations skipped as non-finite (``on_nonfinite="skip"``)."""
+        return self.divergence.skipped
 
     def full_precision(self):
         """A context without autocast for the second-order methods: under ``bf16-mixed`` their field
@@ -690,14 +663,13 @@ class TwoPlayerGAN(pl.LightningModule):
         # have drawn next; the global generator's, the randomness inside the networks (dropout, noise).
         checkpoint["training_rng"] = self.training_rng.get_state()
         checkpoint["method_state"] = self.method.state_dict()
-        checkpoint["nonfinite_skipped"] = {"total": self.skipped, "recent": self._recent_skips}
+        checkpoint["nonfinite_skipped"] = self.divergence.state_dict()
         checkpoint["rng_state"] = {"cpu": torch.get_rng_state(),
                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.method.load_state_dict(checkpoint.get("method_state", {}))
-        skipped = checkpoint.get("nonfinite_skipped", {})
-        self.skipped, self._recent_skips = skipped.get("total", 0), list(skipped.get("recent", []))
+        self.divergence.load_state_dict(checkpoint.get("nonfinite_skipped", {}))
         if "training_rng" in checkpoint:
             self._training_rng = torch.Generator()
             self._training_rng.set_state(checkpoint["training_rng"])

@@ -2,8 +2,8 @@
 
 Each trainable parameter becomes a view of its player's flat buffer, and the optimizer steps the
 two buffers. The optimizer update and the writing of the update direction then run as a few large
-kernels instead of several per parameter tensor: on the ring MLPs (18 tensors) this is most of
-the per-iteration cost outside the matrix products. Only for optimizers that act elementwise
+kernels instead of several per parameter tensor, which on small networks is most of an
+iteration's cost outside the matrix products (docs/benchmarks.md). Only for optimizers that act elementwise
 (Adam, RMSProp, SGD, ...): one that keeps statistics per tensor (Adafactor's row and column
 factors, say) would compute something else on a flat vector.
 """

@@ -100,8 +100,8 @@ def sq_norm(a: Tensors) -> Tensor:
 
 def norm(a: Tensors) -> Tensor:
     """||a||_2 over all tensors of the list, for values that are not differentiated (statistics to
-    log): one read of each tensor and no concatenated copy, which on the 4 x 256 ring nets costs
-    about as much as a matrix product."""
+    log): one read of each tensor and no concatenated copy of the parameters (docs/benchmarks.md,
+    "Where the time goes")."""
     if not a:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(a))))
@@ -155,8 +155,7 @@ def vjp(field: Tensors, params: Tensors, v: Tensors, *, create_graph: bool = Fal
     """H^T v = grad_x <xi, v>, where H = d field / d params.
 
     One backward pass of the field seeded with v: the same numbers as differentiating <xi, v>,
-    without forming that product (a concatenated copy of both lists, which on the 4 x 256 ring nets
-    costs as much as a matrix product). Entries of the field without a graph (a parameter that
+    without forming that product (it needs a concatenated copy of both lists). Entries of the field without a graph (a parameter that
     does not reach its own loss) contribute nothing.
     """
     pairs = [(f, t) for f, t in zip(field, v, strict=True) if f.requires_grad]

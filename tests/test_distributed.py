@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 import torch.multiprocessing as mp
 
+from commands.layers import CONFIGS
 from datamodules import MixtureOfGaussians
 from gans import JARE, SGA, ConOpt, GameDDPStrategy, TwoPlayerGAN, Vanilla, game
 from gans.distributed import mean_across_processes
@@ -133,7 +134,7 @@ def test_train_py_on_two_processes_equals_one_process_with_the_global_batch(tmp_
     common = ["--model", model, "--trainer.max_steps", "12", "--trainer.precision", "64-true",
               "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(tmp_path),
               "--model.generator.init_args.width", "16", "--model.discriminator.init_args.width", "16"]
-    cmd = [sys.executable, str(train.CONFIGS.parent / "train.py"), *common, "--trainer.strategy", "game_ddp",
+    cmd = [sys.executable, str(CONFIGS.parent / "train.py"), *common, "--trainer.strategy", "game_ddp",
            "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.batch_size", "32",
            "--trainer.logger.init_args.name", "two"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -154,7 +155,6 @@ def test_command_line_training_on_two_processes(tmp_path, strategy):
     import subprocess
     import sys
 
-    from commands.train import CONFIGS
 
     cmd = [sys.executable, str(CONFIGS.parent / "train.py"), "--model", "jare", "--trainer.strategy", strategy,
            "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--trainer.max_steps", "20",

@@ -12,7 +12,7 @@ import torch
 
 from callbacks.figures import curves_figure
 from callbacks.jacobian_spectrum import JacobianSpectrum
-from commands import train
+from commands import errors, layers, train
 from datamodules import ImageFolder
 from gans.threads import usable_cores
 
@@ -100,7 +100,7 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="returns samples of shape"):
         train.main(["--model", "vanilla", "--model.generator.init_args.out_dim", "3", "--debug",
                     *in_folder(tmp_path)])
-    monkeypatch.setenv(train.DEBUG_ENV, "1")
+    monkeypatch.setenv(errors.DEBUG_ENV, "1")
     with pytest.raises(ValueError, match="returns samples of shape"):
         train.main(["--model", "vanilla", "--model.generator.init_args.out_dim", "3", *in_folder(tmp_path)])
 
@@ -124,7 +124,7 @@ def test_help_lists_the_models_and_data_presets_first(capsys):
 
 
 def test_a_run_prints_no_advertisement_nor_lightning_deprecation(tmp_path):
-    cmd = [sys.executable, str(train.CONFIGS.parent / "train.py"), *in_folder(tmp_path, "--model", "vanilla"),
+    cmd = [sys.executable, str(layers.CONFIGS.parent / "train.py"), *in_folder(tmp_path, "--model", "vanilla"),
            "--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from commands import train
+from commands import layers, train
 from gans.checkpoint import AtomicCheckpointIO, read_checkpoint
 
 SMALL = ["--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
@@ -73,7 +73,7 @@ io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 2}, path)
 def test_a_kill_while_saving_leaves_the_previous_checkpoint_readable(tmp_path):
     path = tmp_path / "last.ckpt"
     done = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, str(path)], capture_output=True,
-                          cwd=train.CONFIGS.parent)
+                          cwd=layers.CONFIGS.parent)
     assert done.returncode == -9
     assert read_checkpoint(path)["global_step"] == 1
     assert [p.name for p in tmp_path.glob("*.ckpt")] == ["last.ckpt"]  # the half-written file is not a .ckpt

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from commands.train import CONFIGS
+from commands.layers import CONFIGS
 
 SLURM_ENV = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "gan",
              "SLURM_NODELIST": "localhost", "SLURM_LOCALID": "0", "SLURM_PROCID": "0", "SLURM_NODEID": "0"}

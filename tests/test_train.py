@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from commands import train
+from commands import layers, train
 from gans import MODELS, Vanilla
 
 FAST = ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "10"]
@@ -23,8 +23,8 @@ def test_every_registered_model_has_a_config():
     assert set(MODELS) == {"vanilla", "sga", "conopt", "jare", "extragradient", "optimistic", "cgd", "semistylegan",
                            "semistylegan_fine"}
     for name in MODELS:
-        assert (train.CONFIGS / "models" / f"{name}.yaml").is_file()
-    assert train.names("--model") == list(MODELS)  # one discovery: the folder, in the registry's order
+        assert (layers.CONFIGS / "models" / f"{name}.yaml").is_file()
+    assert layers.names("--model") == list(MODELS)  # one discovery: the folder, in the registry's order
 
 
 def test_end_to_end_writes_metrics_plot_checkpoint_and_config(tmp_path, capsys):
@@ -169,10 +169,10 @@ def test_bad_command_lines_give_one_clear_line(args, message):
     assert "\n" not in str(info.value.code)
 
 
-LAYERS = ([["--model", name] for name in sorted(p.stem for p in (train.CONFIGS / "models").glob("*.yaml"))]
-          + [["--model", "vanilla", "--data", name] for name in sorted(p.stem for p in (train.CONFIGS / "data").glob("*.yaml"))]
+LAYERS = ([["--model", name] for name in sorted(p.stem for p in (layers.CONFIGS / "models").glob("*.yaml"))]
+          + [["--model", "vanilla", "--data", name] for name in sorted(p.stem for p in (layers.CONFIGS / "data").glob("*.yaml"))]
           + [["--model", {"jare_ring": "jare", "conopt_ring": "conopt", "sga_grid": "sga"}[p.stem], "--paper", p.stem]
-             for p in sorted((train.CONFIGS / "papers").glob("*.yaml"))])
+             for p in sorted((layers.CONFIGS / "papers").glob("*.yaml"))])
 
 
 @pytest.mark.parametrize("layers", LAYERS, ids=" ".join)
@@ -192,24 +192,24 @@ def test_every_config_layer_parses_and_trains(tmp_path, layers, capsys):
 def test_the_layers_of_a_command_line(tmp_path):
     """base, data preset, model, paper, then the command line; a model file that names its data
     takes no data preset; the run folder is named after the layers."""
-    config = train.CONFIGS
-    assert train.expand_model_name(["--model", "jare", "--model.gamma", "3"]) == [
+    config = layers.CONFIGS
+    assert layers.expand_model_name(["--model", "jare", "--model.gamma", "3"]) == [
         "--config", str(config / "base.yaml"), "--config", str(config / "data" / "ring.yaml"),
         "--config", str(config / "models" / "jare.yaml"), "--trainer.logger.init_args.name", "jare",
         "--model.gamma", "3"]
-    assert train.expand_model_name(["--model", "conopt", "--paper", "conopt_ring"])[6:] == [
+    assert layers.expand_model_name(["--model", "conopt", "--paper", "conopt_ring"])[6:] == [
         "--trainer.callbacks=[]", "--config", str(config / "papers" / "conopt_ring.yaml"),
         "--trainer.logger.init_args.name", "conopt_conopt_ring"]
-    assert train.expand_model_name(["--model", "semistylegan_fine"]) == [
+    assert layers.expand_model_name(["--model", "semistylegan_fine"]) == [
         "--config", str(config / "base.yaml"), "--config", str(config / "models" / "semistylegan.yaml"),
         "--config", str(config / "models" / "semistylegan_fine.yaml"), "--trainer.logger.init_args.name",
         "semistylegan_fine"]
-    assert train.expand_model_name(["--config", "mine.yaml"]) == ["--config", "mine.yaml"]
+    assert layers.expand_model_name(["--config", "mine.yaml"]) == ["--config", "mine.yaml"]
     for args, message in ((["--paper", "nope"], "unknown paper setting 'nope'; choose one of: conopt_ring"),
                           (["--model", "semistylegan", "--data", "digits"], "names its own data"),
                           (["--config", "mine.yaml", "--data", "digits"], "give --model NAME with them")):
         with pytest.raises(SystemExit, match=message):
-            train.expand_model_name(args)
+            layers.expand_model_name(args)
 
 
 def test_sample_from_checkpoint(tmp_path, capsys):

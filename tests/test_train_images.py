@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from commands import train
+from commands import layers, train
 
 SMALL = ["--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
          "--data.init_args.batch_size", "16", "--trainer.enable_progress_bar", "false",
@@ -27,7 +27,7 @@ def digits(tmp_path, model="jare", *extra, name="run"):
                        "--trainer.logger.init_args.name", name, *extra])
 
 
-@pytest.mark.parametrize("preset", train.data_presets())
+@pytest.mark.parametrize("preset", layers.data_presets())
 def test_every_data_preset_parses(preset, capsys):
     with pytest.raises(SystemExit) as info:
         train.main(["--model", "conopt", "--data", preset, "--print_config"])
@@ -110,7 +110,7 @@ def test_digits_on_two_processes_logs_one_fid(tmp_path):
     import subprocess
     import sys
 
-    cmd = [sys.executable, str(train.CONFIGS.parent / "train.py"), "--model", "jare", "--data", "digits", *SMALL,
+    cmd = [sys.executable, str(layers.CONFIGS.parent / "train.py"), "--model", "jare", "--data", "digits", *SMALL,
            *CALLBACKS, "--trainer.strategy", "game_ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
            "--trainer.max_steps", "10", "--trainer.logger.init_args.save_dir", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_DYNAMICS_CACHE": str(tmp_path / "cache")}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.utils import save_image
 
-from commands import train
+from commands import layers, train
 from datamodules import DSprites
 
 TINY = ["--model.generator.init_args.channel_base", "64", "--model.generator.init_args.channel_max", "8",
@@ -120,7 +120,7 @@ def test_two_processes_train_and_write_the_metrics_once(tmp_path):
     import subprocess
     import sys
 
-    cmd = [sys.executable, str(train.CONFIGS.parent / "train.py"), "--model", "semistylegan", *TINY, *CALLBACKS,
+    cmd = [sys.executable, str(layers.CONFIGS.parent / "train.py"), "--model", "semistylegan", *TINY, *CALLBACKS,
            "--trainer.strategy", "game_ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
            "--trainer.max_steps", "3", "--trainer.logger.init_args.save_dir", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_DYNAMICS_CACHE": str(tmp_path / "cache")}

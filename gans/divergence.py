@@ -1,0 +1,79 @@
+"""The divergence guard: what an iteration with a NaN or an infinity in a loss or an update does.
+
+Under ``stop`` it raises ``NonFiniteError`` before any parameter moves, so the last checkpoint
+stays a state worth resuming. Under ``skip`` the iteration counts but moves nothing; a run that
+skips more than half of the last ``SKIP_WINDOW`` iterations has diverged and stops all the same.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+
+#: under ``skip``, a run that skips more than half of this many recent iterations stops
+SKIP_WINDOW = 100
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN or an infinity."""
+
+
+def nonfinite(losses: Sequence[Tensor | None], directions: Sequence[Tensor | list[Tensor] | None]) -> Tensor:
+    """1.0 when any loss or any entry of a direction (a flat vector or a list of tensors) is not
+    finite, else 0.0, as a tensor of shape (1,), so processes can agree with one all-reduce. A sum
+    is non-finite when any term is: one reduction per player instead of a check per tensor."""
+    values = [loss.detach().float() for loss in losses if loss is not None]
+    values += [(d.sum() if isinstance(d, Tensor) else torch.nn.utils.get_total_norm(d)).detach().float()
+               for d in directions if d is not None and len(d)]
+    return (~torch.isfinite(torch.stack(values))).any().float().reshape(1)
+
+
+def _value(loss: Tensor | None) -> str:
+    return "not computed" if loss is None else f"{float(loss.detach()):.4g}"
+
+
+def _norm(direction: Tensor | list[Tensor] | None) -> float:
+    if direction is None:
+        return 0.0
+    return float(torch.linalg.vector_norm(direction) if isinstance(direction, Tensor)
+                 else torch.nn.utils.get_total_norm(direction))
+
+
+class DivergenceGuard:
+    """The verdict on each iteration, and the count of skipped ones (checkpointed)."""
+
+    def __init__(self, on_nonfinite: Literal["stop", "skip"] = "stop"):
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.skipped = 0
+        self.recent: list[int] = []  # iterations skipped among the last SKIP_WINDOW
+
+    def may_step(self, bad: bool, iteration: int, losses: tuple[Tensor | None, Tensor | None],
+                 directions: tuple[Tensor | list[Tensor] | None, Tensor | list[Tensor] | None]) -> bool:
+        """Whether an iteration found non-finite (``bad``) or not may step; raises
+        ``NonFiniteError`` under ``stop`` or once the run has diverged."""
+        if not bad:
+            return True
+        if self.on_nonfinite == "skip":
+            self.skipped += 1
+            self.recent = [s for s in self.recent if s > iteration - SKIP_WINDOW] + [iteration]
+            if len(self.recent) <= SKIP_WINDOW // 2:
+                return False
+            raise NonFiniteError(
+                f"iteration {iteration}: {len(self.recent)} of the last {SKIP_WINDOW} iterations had a non-finite "
+                f"loss or update and were skipped ({self.skipped} in all): the run has diverged. The last checkpoint "
+                f"is intact; lower the learning rate or the regulariser weight and start again or resume from it.")
+        (loss_g, loss_d), (dir_g, dir_d) = losses, directions
+        raise NonFiniteError(
+            f"iteration {iteration}: non-finite training state (loss_G={_value(loss_g)}, "
+            f"loss_D={_value(loss_d)}, |update_G|={_norm(dir_g):.4g}, |update_D|={_norm(dir_d):.4g}); the parameters "
+            f"were not updated and the last checkpoint is intact. Lower the learning rate or the regulariser weight, "
+            f"resume from the checkpoint (--ckpt_path last), or pass --model.on_nonfinite skip to drop such iterations.")
+
+    def state_dict(self) -> dict:
+        return {"total": self.skipped, "recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skipped, self.recent = state.get("total", 0), list(state.get("recent", []))
