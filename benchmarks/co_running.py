@@ -26,10 +26,10 @@ TRAIN = Path(__file__).resolve().parents[1] / "train.py"
 SCENARIOS = [
     ("alone, default threads", 1, [], {}),
     ("alone, --threads 1", 1, ["--threads", "1"], {}),
-    ("alone, OMP_WAIT_POLICY=active", 1, [], {"OMP_WAIT_POLICY": "ACTIVE"}),
+    ("alone, OMP_WAIT_POLICY=passive", 1, [], {"OMP_WAIT_POLICY": "PASSIVE"}),
     ("two at once, default threads", 2, [], {}),
     ("two at once, --threads 1 each", 2, ["--threads", "1"], {}),
-    ("two at once, OMP_WAIT_POLICY=active", 2, [], {"OMP_WAIT_POLICY": "ACTIVE"}),
+    ("two at once, OMP_WAIT_POLICY=passive", 2, [], {"OMP_WAIT_POLICY": "PASSIVE"}),
     ("two at once, --threads 2 each", 2, ["--threads", "2"], {}),
 ]
 
