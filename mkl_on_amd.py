@@ -1,9 +1,8 @@
 """Let MKL use its fast matrix-product kernels on AMD processors.
 
 PyTorch's CPU wheels do fp32 and fp64 matrix products with Intel MKL, which runs its generic code
-path (about half the speed) on processors that are not Intel's: on the 2-core AMD EPYC of
-``docs/benchmarks.md`` a 128 x 256 x 256 product takes 87 µs instead of 42 µs, and the ring
-networks' iterations are mostly such products. MKL picks its path through one function,
+path on processors that are not Intel's (about half the speed: ``docs/benchmarks.md``), and the
+ring networks' iterations are mostly such products. MKL picks its path through one function,
 ``mkl_serv_intel_cpu_true``, which the wheel exports; a one-line library that returns 1 from it,
 loaded into the global symbol scope *before* torch, makes MKL choose its kernels from the CPU's
 features (AVX-512, AVX2) instead. It is the known workaround for MKL on AMD; no library offers

@@ -42,14 +42,21 @@ def launch(steps: int, extra: list[str], env: dict, folder: str) -> subprocess.P
     return subprocess.Popen(cmd, env={**clean, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def run_scenario(steps: int, jobs: int, extra: list[str], env: dict) -> list[float]:
-    """Wall seconds of each of ``jobs`` identical jobs started together."""
+def run_scenario(steps: int, jobs: int, extra: list[str], env: dict, limit: float) -> list[float | None]:
+    """Wall seconds of each of ``jobs`` identical jobs started together; None for a job still
+    running after ``limit`` seconds (stopped then: oversubscribed threads can crawl for hours)."""
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         procs = [launch(steps, extra, env, str(Path(folder) / f"job{i}")) for i in range(jobs)]
         seconds = []
         for proc in procs:
-            _, err = proc.communicate()
+            try:
+                _, err = proc.communicate(timeout=max(0.0, limit - (time.perf_counter() - start)))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                seconds.append(None)
+                continue
             if proc.returncode:
                 raise RuntimeError(f"a job failed: {err[-2000:]}")
             seconds.append(time.perf_counter() - start)
@@ -60,15 +67,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--limit", type=float, default=900, help="stop a job after this many seconds")
     args = parser.parse_args(argv)
     steps = 20 if args.smoke else args.steps
     scenarios = SCENARIOS[:2] if args.smoke else SCENARIOS
     rows = []
     print(f"{'scenario':40s} {'seconds per job':>20s}")
     for name, jobs, extra, env in scenarios:
-        seconds = run_scenario(steps, jobs, extra, env)
-        rows.append({"scenario": name, "jobs": jobs, "args": extra, "env": env, "steps": steps, "seconds": seconds})
-        print(f"{name:40s} {' '.join(f'{s:8.1f}' for s in seconds):>20s}", flush=True)
+        seconds = run_scenario(steps, jobs, extra, env, args.limit)
+        rows.append({"scenario": name, "jobs": jobs, "args": extra, "env": env, "steps": steps, "seconds": seconds,
+                     "limit": args.limit})
+        shown = (f"{s:8.1f}" if s is not None else f"{'>' + format(args.limit, '.0f'):>8s}" for s in seconds)
+        print(f"{name:40s} {' '.join(shown):>20s}", flush=True)
     out = write_results("co_running", rows, args.smoke, cores=len(os.sched_getaffinity(0)))
     print(f"results -> {out}")
     return rows

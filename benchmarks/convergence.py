@@ -8,13 +8,18 @@ SGA's non-saturating one), the grid with ``--data.kind grid`` (spacing 2, std 0.
 
     python -m benchmarks.convergence                    # docs/figures/convergence.png, spectra_over_training.png
     python -m benchmarks.convergence --seeds 0 1 --iterations 5000
+    python -m benchmarks.convergence --data grid --methods eg cgd
     python -m benchmarks.convergence --smoke            # tiny (CI)
 
-Prints a table and writes benchmarks/results/convergence.json.
+Prints a table and writes benchmarks/results/convergence.json. Each finished run is appended to
+benchmarks/results/convergence_runs.jsonl (its whole history); a later call with the same
+iterations and cadence reuses those runs instead of training them again, so a study that was
+stopped goes on where it stopped and the figure can be redrawn from the record.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -22,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from benchmarks.common import quiet, write_results
+from benchmarks.common import RESULTS, quiet, write_results
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 METHODS = {"simgd": ("vanilla", []), "altgd": ("vanilla", ["--model.update", "alternating"]),
@@ -50,15 +55,36 @@ def history(trainer, callback: str) -> list[dict]:
     return next(cb.history for cb in trainer.callbacks if type(cb).__name__ == callback)
 
 
+def recorded_runs(record: Path, iterations: int, every: int, options: list[str]) -> dict[tuple, dict]:
+    """The runs in ``record`` of this study's methods and data sets, trained for ``iterations``
+    with evaluations every ``every`` and the extra ``options``, by (data, method, seed). The record
+    does not know the code it was trained with: delete it after a change that moves numbers."""
+    if not record.is_file():
+        return {}
+    runs = (json.loads(line) for line in record.read_text().splitlines() if line.strip())
+    return {(r["data"], r["method"], r["seed"]): r for r in runs
+            if (r["iterations"], r["every"], r.get("options", [])) == (iterations, every, options)
+            and r["data"] in DATA and r["method"] in METHODS}
+
+
 def convergence_rows(seeds: list[int], iterations: int, every: int, folder: str, width: list[str],
-                     methods: list[str]) -> list[dict]:
+                     methods: list[str], datasets: list[str], record: Path | None) -> list[dict]:
+    """One row per (data, method, seed) with its evaluation history; runs already in ``record``
+    are read from it, new ones are trained and appended to it."""
+    done = recorded_runs(record, iterations, every, width) if record else {}
     rows = []
-    for data in DATA:
+    for data in datasets:
         for method in methods:
             for seed in seeds:
-                trainer = train_run(method, data, seed, iterations, every, folder, width)
-                rows.append({"data": data, "method": method, "seed": seed,
-                             "history": history(trainer, "MixtureMetrics")})
+                row = done.get((data, method, seed))
+                if row is None:
+                    trainer = train_run(method, data, seed, iterations, every, folder, width)
+                    row = {"data": data, "method": method, "seed": seed, "iterations": iterations,
+                           "every": every, "options": width, "history": history(trainer, "MixtureMetrics")}
+                    if record:
+                        with record.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                rows.append(row)
     return rows
 
 
@@ -80,10 +106,11 @@ def spectra_rows(iterations: int, every: int, folder: str, nets: list[str]) -> l
 
 def convergence_figure(rows: list[dict]) -> Figure:
     fig = Figure(figsize=(12, 8), dpi=100)
-    for i, data in enumerate(DATA):
+    datasets = list(dict.fromkeys(r["data"] for r in rows))
+    for i, data in enumerate(datasets):
         for j, (key, label, top) in enumerate((("modes_covered", "modes covered", NUM_MODES[data]),
                                                ("high_quality", "high-quality samples (%)", 100))):
-            ax = fig.add_subplot(2, 2, 2 * i + j + 1)
+            ax = fig.add_subplot(len(datasets), 2, 2 * i + j + 1)
             for method in dict.fromkeys(r["method"] for r in rows):
                 runs = [r["history"] for r in rows if r["data"] == data and r["method"] == method]
                 its = [h["iteration"] for h in runs[0]]
@@ -118,11 +145,12 @@ def spectra_figure(rows: list[dict]) -> Figure:
 
 def summary(rows: list[dict]) -> list[dict]:
     table = []
-    for data in DATA:
+    for data in dict.fromkeys(r["data"] for r in rows):
         for method in dict.fromkeys(r["method"] for r in rows):
             finals = [r["history"][-1] for r in rows if r["data"] == data and r["method"] == method]
             table.append({"data": data, "method": method, "modes": [f["modes_covered"] for f in finals],
-                          "high_quality_mean": statistics.mean(f["high_quality"] for f in finals)})
+                          "high_quality_mean": statistics.mean(f["high_quality"] for f in finals),
+                          "kl_uniform": [f["kl_uniform"] for f in finals]})
     return table
 
 
@@ -133,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iterations", type=int, default=10000)
     parser.add_argument("--every", type=int, default=1000, help="evaluation cadence")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--data", nargs="+", choices=list(DATA), default=list(DATA))
     parser.add_argument("--parts", nargs="+", choices=["convergence", "spectra"], default=["convergence", "spectra"])
     args = parser.parse_args(argv)
     quiet()
@@ -143,15 +172,23 @@ def main(argv: list[str] | None = None) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as folder:
         if "convergence" in args.parts:
-            out["runs"] = convergence_rows(args.seeds, args.iterations, args.every, folder, width, args.methods)
+            record = None if args.smoke else RESULTS / "convergence_runs.jsonl"
+            out["runs"] = convergence_rows(args.seeds, args.iterations, args.every, folder, width, args.methods,
+                                           args.data, record)
+            if record:      # the table and figure show the whole study, not only this call's runs
+                order = {key: i for i, key in enumerate((d, m) for d in DATA for m in METHODS)}
+                out["runs"] = sorted(recorded_runs(record, args.iterations, args.every, width).values(),
+                                     key=lambda r: (order[r["data"], r["method"]], r["seed"]))
             out["table"] = summary(out["runs"])
-            print(f"{'data':5s} {'method':9s} {'modes covered per seed':>24s} {'high quality':>13s}")
+            print(f"{'data':5s} {'method':9s} {'modes covered per seed':>24s} {'high quality':>13s}  KL to uniform per seed")
             for t in out["table"]:
-                print(f"{t['data']:5s} {t['method']:9s} {str(t['modes']):>24s} {t['high_quality_mean']:12.1f}%")
+                print(f"{t['data']:5s} {t['method']:9s} {str(t['modes']):>24s} {t['high_quality_mean']:12.1f}%  "
+                      + " / ".join(f"{kl:.3f}" for kl in t["kl_uniform"]))
             if not args.smoke:
                 FIGURES.mkdir(parents=True, exist_ok=True)
                 convergence_figure(out["runs"]).savefig(FIGURES / "convergence.png")
-            write_results("convergence", out["table"], args.smoke, seeds=args.seeds, iterations=args.iterations)
+            write_results("convergence", out["table"], args.smoke, iterations=args.iterations,
+                          seeds=sorted({r["seed"] for r in out["runs"]}))
         if "spectra" in args.parts:
             out["spectra"] = spectra_rows(args.iterations, args.every, folder, nets)
             for row in out["spectra"]:

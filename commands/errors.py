@@ -4,7 +4,7 @@ traceback instead)."""
 from __future__ import annotations
 
 import difflib
-import importlib
+import pydoc
 import re
 from argparse import ArgumentError
 from pathlib import Path
@@ -19,9 +19,8 @@ def fail(message: str) -> SystemExit:
 
 
 def _class_options(class_path: str) -> list[str]:
-    module, name = class_path.rsplit(".", 1)
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(getattr(importlib.import_module(module), name), "x", fail_untyped=False)
+    parser.add_class_arguments(pydoc.locate(class_path), "x", fail_untyped=False)
     return [a.dest[2:] for a in parser._actions if a.dest.startswith("x.") and not a.dest.endswith(".help")]
 
 

@@ -17,9 +17,9 @@ any LightningCLI program. Budgets and cadences (``max_steps``, ``log_every_n_ste
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
+import pydoc
 import shutil
 import sys
 import warnings
@@ -57,6 +57,7 @@ class GanCLI(LightningCLI):
                                  "busy)")
 
     def parse_arguments(self, parser, args) -> None:
+        self.run_name = run_name(args)
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
@@ -66,7 +67,7 @@ class GanCLI(LightningCLI):
         trainer = self.config["trainer"]
         check_batch_size(self.config.get("data"))
         set_threads(self.config.get("threads"), trainer)
-        place_run_folder(trainer, self.config["model"]["class_path"])
+        place_run_folder(trainer, self.run_name or self.config["model"]["class_path"].rsplit(".", 1)[-1].lower())
         if self.config.get("ckpt_path") == "last":
             self.config["ckpt_path"] = resume_in_place(trainer)
         if self.config.get("ckpt_path") not in (None, *LIGHTNING_CKPT_NAMES):
@@ -111,10 +112,7 @@ def set_threads(requested: int | None, trainer_config) -> None:
 
 def configured(trainer_config, base: type) -> bool:
     """Whether the config's callbacks include one of class ``base``."""
-    def cls(class_path: str) -> type:
-        module, name = class_path.rsplit(".", 1)
-        return getattr(importlib.import_module(module), name)
-    return any(issubclass(cls(c.class_path), base) for c in trainer_config.get("callbacks") or [])
+    return any(issubclass(pydoc.locate(c.class_path), base) for c in trainer_config.get("callbacks") or [])
 
 
 #: ``--ckpt_path`` values Lightning resolves itself (SLURM's "hpc" checkpoint, ...)
@@ -131,19 +129,41 @@ def record_object_arguments(model: pl.LightningModule, model_config: dict) -> No
             model.hparams[name] = init_args[name]
 
 
-def place_run_folder(trainer_config, model_class_path: str) -> None:
+def run_name(args: list[str]) -> str | None:
+    """The logger name the command line gives (the layers' ``<model>[_<data>][_<paper>]``, or the
+    user's own ``--trainer.logger.init_args.name``: the last one wins, as in the parser)."""
+    name = None
+    for i, arg in enumerate(args):
+        if arg == NAME_OPTION and i + 1 < len(args):
+            name = args[i + 1]
+        elif arg.startswith(NAME_OPTION + "="):
+            name = arg.split("=", 1)[1]
+    return name
+
+
+NAME_OPTION = "--trainer.logger.init_args.name"
+
+
+def launched_rank() -> int:
+    """This process's rank from the launcher's environment (0 in the process the user started)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
+def place_run_folder(trainer_config, name: str) -> None:
     """Where the run folder goes. ``--trainer.default_root_dir DIR`` is the root of a relative logger
     ``save_dir`` (the presets' ``runs``): the run folder is then ``DIR/runs/<name>/version_<N>``.
     Without a logger (``--trainer.logger false``) a run gets a folder of its own,
-    ``runs/<model>/version_<N>`` (or DIR), instead of writing into the current folder."""
+    ``runs/<name>/version_<N>`` (or DIR), instead of writing into the current folder."""
     root = trainer_config.get("default_root_dir")
     logger = trainer_config.get("logger")
     init = getattr(logger, "init_args", None)
     if root is not None and init is not None and "save_dir" in init and not Path(init.save_dir).is_absolute():
         init.save_dir = str(Path(root) / init.save_dir)
     if logger in (False, None) and root is None:
-        # launched processes (game_ddp's popen) inherit the folder rank 0 chose
-        folder = os.environ.get(RUN_FOLDER_ENV) or str(next_version_folder(Path("runs") / model_class_path.rsplit(".", 1)[-1].lower()))
+        # launched processes (game_ddp's popen) inherit the folder rank 0 chose; rank 0 chooses anew
+        # on every run, also a second one in the same Python process
+        inherited = os.environ.get(RUN_FOLDER_ENV) if launched_rank() > 0 else None
+        folder = inherited or str(next_version_folder(Path("runs") / name))
         os.environ[RUN_FOLDER_ENV] = trainer_config["default_root_dir"] = folder
 
 
@@ -224,7 +244,9 @@ def summary(trainer: pl.Trainer) -> str:
     """The closing line: what each callback with a ``summary()`` reports, and where the run folder is."""
     rows = dict(summary_rows(trainer))
     parts = [v for k, v in rows.items() if k not in ("iterations", "run folder")]
-    return "Done: " + " | ".join(parts + [f"{rows['iterations']} iterations", f"run folder {rows['run folder']}"])
+    count, _, skipped = rows["iterations"].partition(" ")
+    return "Done: " + " | ".join(parts + [" ".join(filter(None, (count, "iterations", skipped))),
+                                          f"run folder {rows['run folder']}"])
 
 
 class PrintSummary(pl.Callback):
@@ -249,7 +271,7 @@ class PrintSummary(pl.Callback):
 def run_folder(trainer: pl.Trainer) -> Path | None:
     """The folder the run writes to (its logger's, else ``default_root_dir``), known before fitting
     starts (``trainer.log_dir`` is a collective under DDP); None on ranks other than 0."""
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+    if launched_rank() != 0:
         return None
     logger = trainer.logger
     return Path(logger.log_dir) if logger is not None and logger.log_dir else Path(trainer.default_root_dir)
@@ -273,7 +295,7 @@ def main(argv: list[str] | None = None) -> pl.Trainer:
     except USER_ERRORS as err:
         if debug:
             raise
-        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+        if launched_rank() != 0:
             raise SystemExit(1) from None  # rank 0 says it once
         raise fail(one_line(err)) from None
 

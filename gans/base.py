@@ -38,6 +38,11 @@ TRAINING_STREAM = 0x6C6174
 OBJECT_ARGUMENTS = ("generator", "discriminator", "optimizer", "method")
 
 
+def method_class(method) -> str:
+    """The class path of a method object (what a checkpoint records of it)."""
+    return f"{type(method).__module__}.{type(method).__qualname__}"
+
+
 @contextlib.contextmanager
 def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
     """Restore every buffer (BatchNorm running statistics, spectral-norm vectors) on exit, so that a
@@ -662,12 +667,20 @@ class TwoPlayerGAN(pl.LightningModule):
         # The training stream's state makes a resumed run draw the codes the interrupted one would
         # have drawn next; the global generator's, the randomness inside the networks (dropout, noise).
         checkpoint["training_rng"] = self.training_rng.get_state()
+        checkpoint["method"] = method_class(self.method)
         checkpoint["method_state"] = self.method.state_dict()
         checkpoint["nonfinite_skipped"] = self.divergence.state_dict()
         checkpoint["rng_state"] = {"cpu": torch.get_rng_state(),
                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        recorded = checkpoint.get("method")
+        if recorded is not None and recorded != method_class(self.method):
+            # the method is an object, not a hyperparameter: a model built in Python and loaded with
+            # load_from_checkpoint(path, generator=..., discriminator=...) would train on as another
+            raise ValueError(f"the checkpoint was trained with the method {recorded}, this model has "
+                             f"{method_class(self.method)}: pass method={recorded.rsplit('.', 1)[-1]}(...) "
+                             f"to load_from_checkpoint (a train.py run loads with gans.checkpoint.load_model(path))")
         self.method.load_state_dict(checkpoint.get("method_state", {}))
         self.divergence.load_state_dict(checkpoint.get("nonfinite_skipped", {}))
         if "training_rng" in checkpoint:

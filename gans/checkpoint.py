@@ -8,8 +8,8 @@ reading the file's index, whatever the size of the weights.
 """
 from __future__ import annotations
 
-import importlib
 import os
+import pydoc
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -77,9 +77,8 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def _class(class_path: str, base: type) -> type:
-    module, name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name)
-    if not issubclass(cls, base):
+    cls = pydoc.locate(class_path)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
         raise CheckpointError(f"{class_path} in the checkpoint is not a {base.__name__}")
     return cls
 
@@ -122,6 +121,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):   # of a process killed while saving
+            if not _running(leftover.name.rsplit(".", 2)[-2]):
+                leftover.unlink(missing_ok=True)
         try:
             with open(staging, "wb") as f:
                 torch.save(checkpoint, f)
@@ -130,6 +132,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(staging, path)
         finally:
             staging.unlink(missing_ok=True)
+
+
+def _running(pid: str) -> bool:
+    """Whether a process of this id is alive (a pid that is not a number is not)."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _leaves(tree, prefix: str = "") -> dict[str, object]:

@@ -57,6 +57,8 @@ class DivergenceGuard:
         if not bad:
             return True
         if self.on_nonfinite == "skip":
+            if self.recent and self.recent[-1] == iteration:
+                return False  # another phase (alternating updates) of an iteration already counted
             self.skipped += 1
             self.recent = [s for s in self.recent if s > iteration - SKIP_WINDOW] + [iteration]
             if len(self.recent) <= SKIP_WINDOW // 2:

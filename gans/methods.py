@@ -131,11 +131,12 @@ class Extragradient(Method):
             raise ValueError(f"extrapolation must be >= 0 (or None for the learning rate), got {extrapolation}")
         self.extrapolation = extrapolation
 
-    def steps(self, game: Game) -> tuple[float, float]:
-        return (self.extrapolation,) * 2 if self.extrapolation is not None else game.learning_rates
+    def steps(self, learning_rates: tuple[float, float]) -> tuple[float, float]:
+        """(eta_e for G, eta_e for D): ``extrapolation``, or the players' learning rates."""
+        return (self.extrapolation,) * 2 if self.extrapolation is not None else learning_rates
 
     def direction(self, game, field, *, reduce=no_reduce, differentiable=False):
-        eta_g, eta_d = self.steps(game)
+        eta_g, eta_d = self.steps(game.learning_rates)
         if differentiable:
             ahead = game.field((axpy(-eta_g, field.xi_g, field.params_g), axpy(-eta_d, field.xi_d, field.params_d)),
                                create_graph=True)
@@ -150,7 +151,7 @@ class Extragradient(Method):
         return Update(u_g, u_d, {"extragradient/extrapolation_norm": move})
 
     def compiled_rule(self, params_g, params_d, learning_rates):
-        eta_g, eta_d = (self.extrapolation,) * 2 if self.extrapolation is not None else learning_rates
+        eta_g, eta_d = self.steps(learning_rates)
 
         def rule(xi_g, xi_d, products):
             pg, pd = products.params

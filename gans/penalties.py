@@ -20,20 +20,23 @@ Penalty = Literal["none", "r1", "r2", "wgan_gp"]
 PENALTIES = ("none", "r1", "r2", "wgan_gp")
 
 
-def input_gradient_norms(logits: Tensor, inputs: Tensor) -> Tensor:
-    """||grad_x D(x_i)|| squared, per sample, for ``logits`` = D(``inputs``) (``inputs`` must require grad)."""
+def input_gradients(logits: Tensor, inputs: Tensor) -> Tensor:
+    """grad_x D(x_i) per sample, flattened to (B, dim), for ``logits`` = D(``inputs``) (``inputs``
+    must require grad), with its graph."""
     (g,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
-    return g.square().flatten(1).sum(dim=1)
+    return g.flatten(1)
 
 
 def squared_gradient_norm(logits: Tensor, inputs: Tensor) -> Tensor:
     """E ||grad_x D(x)||^2: R1 on real samples, R2 on generated ones (without the weight gamma / 2)."""
-    return input_gradient_norms(logits, inputs).mean()
+    return input_gradients(logits, inputs).square().sum(dim=1).mean()
 
 
 def unit_gradient_gap(logits: Tensor, inputs: Tensor) -> Tensor:
-    """E (||grad_x D(x)|| - 1)^2: WGAN-GP's term on interpolates (without the weight lam)."""
-    return (input_gradient_norms(logits, inputs).sqrt() - 1).square().mean()
+    """E (||grad_x D(x)|| - 1)^2: WGAN-GP's term on interpolates (without the weight lam). The norm
+    is ``vector_norm``, whose derivative at a zero gradient (a ReLU discriminator's flat region) is
+    zero; that of sqrt(sum of squares) is NaN there."""
+    return (torch.linalg.vector_norm(input_gradients(logits, inputs), dim=1) - 1).square().mean()
 
 
 def interpolates(real: Tensor, fake: Tensor, a: Tensor) -> Tensor:

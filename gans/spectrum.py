@@ -31,9 +31,10 @@ from torch import Tensor, nn
 
 from gans.base import TwoPlayerGAN, preserved_buffers
 
-Field = Literal["gradient", "update"]
-#: above this many parameters a dense eigendecomposition stops being cheap on a CPU
-#: (benchmarks/spectrum_cost.py: about a second at 2,000 parameters, cubic growth)
+#: the vector field whose Jacobian a spectrum is of: H (xi itself) or the update direction u
+SpectrumField = Literal["gradient", "update"]
+#: above this many parameters a dense eigendecomposition stops being cheap on a CPU (its cost
+#: grows with the cube; ``benchmarks/spectrum_cost.py`` measures it)
 MAX_FULL_PARAMS = 2000
 
 
@@ -111,7 +112,7 @@ def converted(module: nn.Module, dtype: torch.dtype | None) -> Iterator[None]:
             t.data = data
 
 
-def field_with_graph(module, batches: list[tuple[Tensor, Tensor]], field: Field) -> tuple[list[Tensor], list[Tensor]]:
+def field_with_graph(module, batches: list[tuple[Tensor, Tensor]], field: SpectrumField) -> tuple[list[Tensor], list[Tensor]]:
     """The chosen field averaged over ``batches`` of (real, z), with its graph, and the parameters."""
     if field not in ("gradient", "update"):
         raise ValueError(f"field must be 'gradient' or 'update', got {field!r}")
@@ -232,7 +233,7 @@ def _gather(t: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
-def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: Field = "update",
+def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: SpectrumField = "update",
                      k: int | None = None, dtype: torch.dtype | None = torch.float64, tol: float = 1e-8,
                      max_full_params: int = MAX_FULL_PARAMS, seed: int = 0) -> SpectrumResult:
     """Eigenvalues of the Jacobian of a two-player model's field at its current parameters.

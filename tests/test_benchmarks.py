@@ -139,6 +139,27 @@ def test_convergence_rows(smoke):
     assert [r["method"] for r in smoke["convergence"]["spectra"]] == ["simgd", "conopt", "jare"]
 
 
+def test_a_stopped_convergence_study_goes_on_from_its_record(tmp_path, monkeypatch):
+    from benchmarks import convergence
+
+    trained = []
+
+    class Finished:      # what train_run returns: a trainer whose MixtureMetrics holds the history
+        def __init__(self, method, data, seed):
+            trained.append((data, method, seed))
+            self.callbacks = [type("MixtureMetrics", (), {"history": [{"iteration": 4, "seed": seed}]})()]
+
+    monkeypatch.setattr(convergence, "train_run", lambda method, data, seed, *_: Finished(method, data, seed))
+    record = tmp_path / "runs.jsonl"
+    first = convergence.convergence_rows([0, 1], 4, 2, str(tmp_path), [], ["simgd"], ["ring"], record)
+    assert trained == [("ring", "simgd", 0), ("ring", "simgd", 1)] and len(record.read_text().splitlines()) == 2
+    again = convergence.convergence_rows([0, 1, 2], 4, 2, str(tmp_path), [], ["simgd"], ["ring"], record)
+    assert trained[2:] == [("ring", "simgd", 2)]          # seeds 0 and 1 come from the record
+    assert again[:2] == first and again[2]["history"] == [{"iteration": 4, "seed": 2}]
+    convergence.convergence_rows([0], 8, 2, str(tmp_path), [], ["simgd"], ["ring"], record)
+    assert trained[3:] == [("ring", "simgd", 0)]          # other iterations: not the same run
+
+
 @pytest.mark.parametrize("method,cls,kw", [("simgd", Vanilla, {}), ("conopt", ConOpt, {"gamma": 10.0}),
                                            ("jare", JARE, {"gamma": 10.0}), ("sga", SGA, {"lam": 1.0})])
 def test_the_eager_baseline_trains_like_our_path(method, cls, kw):

@@ -54,6 +54,14 @@ def test_old_skips_leave_the_window():
     assert guard.skipped == 5 * SKIP_WINDOW and len(guard.recent) == SKIP_WINDOW // 2
 
 
+def test_the_phases_of_one_alternating_iteration_count_once():
+    guard = DivergenceGuard("skip")
+    for it in range(0, 2 * SKIP_WINDOW, 2):     # every other iteration, each with a bad D and a bad G phase
+        assert not guard.may_step(True, it, (FINE, FINE), (None, None))
+        assert not guard.may_step(True, it, (FINE, FINE), (None, None))
+    assert guard.skipped == SKIP_WINDOW and len(guard.recent) == SKIP_WINDOW // 2
+
+
 def test_the_count_survives_a_checkpoint():
     guard = DivergenceGuard("skip")
     for it in (3, 5, 8):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from callbacks.jacobian_spectrum import JacobianSpectrum
 from commands import errors, layers, train
 from datamodules import ImageFolder
 from gans.threads import usable_cores
+from tests.helpers import tiny_dcgan_config
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -200,13 +200,7 @@ def test_the_traversal_rows_are_named_after_their_factors():
 
 
 def test_resuming_an_image_run_into_the_mixture_config_is_refused(tmp_path):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(textwrap.dedent("""\
-        model:
-          init_args:
-            generator: {class_path: gans.networks.DCGANGenerator, init_args: {latent_dim: 64, channels: 1, resolution: 32, width: 4}}
-            discriminator: {class_path: gans.networks.DCGANDiscriminator, init_args: {channels: 1, resolution: 32, width: 4}}
-        """))
+    config = tiny_dcgan_config(tmp_path)
     train.main(["--model", "vanilla", "--data", "digits", "--config", str(config), *in_folder(tmp_path),
                 "--trainer.callbacks=[]", "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
                 "--trainer.callbacks.save_last", "true"])

@@ -112,6 +112,23 @@ def test_python_api_checkpoint_round_trip(tmp_path):
     torch.testing.assert_close(loaded.state_dict(), model.state_dict())
 
 
+def test_a_python_api_checkpoint_of_another_method_asks_for_it(tmp_path):
+    model = mlp_gan(TwoPlayerGAN, method=OptimisticGradient())
+    trainer = quiet_trainer(2, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=16))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    nets = {"generator": mlp_gan(Vanilla).generator, "discriminator": mlp_gan(Vanilla).discriminator}
+    with pytest.raises(ValueError, match=r"trained with the method gans\.methods\.OptimisticGradient, this model has "
+                                         r"gans\.methods\.GradientDescent: pass method=OptimisticGradient\(\.\.\.\)"):
+        TwoPlayerGAN.load_from_checkpoint(path, **nets, weights_only=False)
+    loaded = TwoPlayerGAN.load_from_checkpoint(path, **nets, method=OptimisticGradient(), weights_only=False)
+    previous, expected = loaded.method.state_dict()["previous"], model.method.state_dict()["previous"]
+    assert expected["g"] is not None and expected["d"] is not None
+    for player in "gd":
+        torch.testing.assert_close(previous[player], expected[player])
+
+
 def test_registry():
     from gans import methods
 
@@ -181,12 +198,16 @@ def test_nonfinite_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     assert saved["global_step"] == 4 and all(torch.isfinite(v).all() for v in saved["state_dict"].values())
 
 
-def test_nonfinite_iterations_can_be_skipped():
-    model = nan_gan(on_nonfinite="skip")
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_nonfinite_iterations_can_be_skipped(update):
+    from commands.train import summary
+
+    model = nan_gan(on_nonfinite="skip", update=update)
     trainer = quiet_trainer(10, callbacks=[PoisonAt(5, 7)])
     trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=16))
-    assert trainer.global_step == 10 and model.skipped == 2
+    assert trainer.global_step == 10 and model.skipped == 2      # iterations, not alternating phases
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert "Done: 10 iterations (2 skipped: non-finite) | run folder" in summary(trainer)
 
 
 @pytest.mark.parametrize("cls,kw", METHODS, ids=lambda v: getattr(v, "__name__", str(v)))

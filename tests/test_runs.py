@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 
 from commands import layers, train
 from gans.checkpoint import AtomicCheckpointIO, read_checkpoint
+from tests.helpers import tiny_dcgan_config
 
 SMALL = ["--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -77,6 +77,9 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint_readable(tmp_path):
     assert done.returncode == -9
     assert read_checkpoint(path)["global_step"] == 1
     assert [p.name for p in tmp_path.glob("*.ckpt")] == ["last.ckpt"]  # the half-written file is not a .ckpt
+    assert len(list(tmp_path.glob(".last.ckpt.*.tmp"))) == 1
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 3}, path)   # clears the dead one's file
+    assert read_checkpoint(path)["global_step"] == 3 and not list(tmp_path.glob(".*.tmp"))
 
 
 # -- resume ----------------------------------------------------------------------------------------
@@ -165,10 +168,9 @@ def test_default_root_dir_holds_the_whole_run_folder(tmp_path, monkeypatch):
 def test_a_run_without_a_logger_gets_a_folder_of_its_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(train.RUN_FOLDER_ENV, raising=False)
-    for version in (0, 1):
-        train.main(["--model", "vanilla", "--trainer.max_steps", "3", *SMALL, "--trainer.logger", "false"])
-        monkeypatch.delenv(train.RUN_FOLDER_ENV)  # a new command line, not a launched process
-        folder = tmp_path / "runs" / "vanilla" / f"version_{version}"
+    for model, version in (("vanilla", 0), ("vanilla", 1), ("extragradient", 0)):   # one Python process
+        train.main(["--model", model, "--trainer.max_steps", "3", *SMALL, "--trainer.logger", "false"])
+        folder = tmp_path / "runs" / model / f"version_{version}"
         assert (folder / "config.yaml").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
 
@@ -190,13 +192,7 @@ def test_the_progress_bar_counts_the_runs_iterations(tmp_path, capsys):
 def test_the_offline_spectrum_of_an_image_model(tmp_path):
     from commands import spectrum
 
-    config = tmp_path / "tiny.yaml"
-    config.write_text(textwrap.dedent("""\
-        model:
-          init_args:
-            generator: {class_path: gans.networks.DCGANGenerator, init_args: {latent_dim: 64, channels: 1, resolution: 32, width: 4}}
-            discriminator: {class_path: gans.networks.DCGANDiscriminator, init_args: {channels: 1, resolution: 32, width: 4}}
-        """))
+    config = tiny_dcgan_config(tmp_path)
     train.main(["--model", "jare", "--data", "digits", "--config", str(config), "--trainer.max_steps", "2",
                 *CHECKPOINT_EVERY_5, "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
     ckpt = tmp_path / "jare_digits" / "version_0" / "checkpoints" / "last.ckpt"

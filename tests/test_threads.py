@@ -59,3 +59,11 @@ def test_train_py_takes_the_threads_it_is_given(tmp_path, monkeypatch):
     assert taken == [1]
     with pytest.raises(SystemExit, match="--threads must be a positive integer, got 0"):
         train.main(["--model", "vanilla", "--threads", "0", "--trainer.logger.init_args.save_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("devices,local", [(2, 2), ([0, 1, 2], 3), ("auto", 1), (1, 1)])
+def test_the_runs_local_processes_come_from_the_trainers_devices(devices, local, machine, monkeypatch):
+    taken = []
+    monkeypatch.setattr(train.torch, "set_num_threads", taken.append)
+    train.set_threads(None, {"devices": devices})
+    assert taken == [8 // local]
