@@ -1,6 +1,7 @@
 """Regenerate every benchmark that fits on a CPU: the results in benchmarks/results/ and the figures
-in docs/figures/ quoted by docs/benchmarks.md (about 55 minutes on 2 cores, plus about 55 for the
-Semi-StyleGAN study; ``--only`` picks scripts).
+in docs/figures/ quoted by docs/benchmarks.md (hours on 2 cores: the convergence study's 54 runs
+alone take about 2.5 hours, the Semi-StyleGAN study about 55 minutes, the co-running measurement
+about 15; ``--only`` picks scripts).
 
     python -m benchmarks.run_all            # everything
     python -m benchmarks.run_all --smoke    # every script at tiny sizes (CI: a few minutes)
