@@ -129,6 +129,9 @@ def record_object_arguments(model: pl.LightningModule, model_config: dict) -> No
             model.hparams[name] = init_args[name]
 
 
+NAME_OPTION = "--trainer.logger.init_args.name"
+
+
 def run_name(args: list[str]) -> str | None:
     """The logger name the command line gives (the layers' ``<model>[_<data>][_<paper>]``, or the
     user's own ``--trainer.logger.init_args.name``: the last one wins, as in the parser)."""
@@ -139,9 +142,6 @@ def run_name(args: list[str]) -> str | None:
         elif arg.startswith(NAME_OPTION + "="):
             name = arg.split("=", 1)[1]
     return name
-
-
-NAME_OPTION = "--trainer.logger.init_args.name"
 
 
 def launched_rank() -> int:
@@ -235,7 +235,7 @@ def summary_rows(trainer: pl.Trainer) -> list[tuple[str, str]]:
     rows = [(type(cb).__name__, s) for cb in trainer.callbacks if callable(getattr(cb, "summary", None))
             and (s := cb.summary())]
     skipped = trainer.lightning_module.skipped
-    rows.append(("iterations", f"{trainer.global_step}" + (f" ({skipped} skipped: non-finite)" if skipped else "")))
+    rows.append(("iterations", f"{trainer.global_step} iterations" + (f" ({skipped} skipped: non-finite)" if skipped else "")))
     rows.append(("run folder", str(trainer.log_dir)))
     return rows
 
@@ -244,9 +244,7 @@ def summary(trainer: pl.Trainer) -> str:
     """The closing line: what each callback with a ``summary()`` reports, and where the run folder is."""
     rows = dict(summary_rows(trainer))
     parts = [v for k, v in rows.items() if k not in ("iterations", "run folder")]
-    count, _, skipped = rows["iterations"].partition(" ")
-    return "Done: " + " | ".join(parts + [" ".join(filter(None, (count, "iterations", skipped))),
-                                          f"run folder {rows['run folder']}"])
+    return "Done: " + " | ".join(parts + [rows["iterations"], f"run folder {rows['run folder']}"])
 
 
 class PrintSummary(pl.Callback):
