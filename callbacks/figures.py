@@ -80,12 +80,15 @@ def eigenvalue_figure(results: dict[str, SpectrumResult], title: str) -> Figure:
 
 
 def history_figure(history: list[dict]) -> Figure:
-    """Phase factor and condition number against iterations, one line per field."""
-    fig = Figure(figsize=(9, 3.2), dpi=100)
+    """Phase factor and condition number against iterations, one line per field, and the learning
+    rate in use against the largest stable step size of each field's spectrum (the steps contract
+    below that line; a field with no stable step at an iteration has no point there)."""
+    fig = Figure(figsize=(13, 3.2), dpi=100)
+    names = sorted({r["field"] for r in history})
     for i, key in enumerate(("phase_factor", "condition_number")):
-        ax = fig.add_subplot(1, 2, i + 1)
+        ax = fig.add_subplot(1, 3, i + 1)
         positive = False
-        for name in sorted({r["field"] for r in history}):
+        for name in names:
             rows = [r for r in history if r["field"] == name and np.isfinite(r[key])]
             ax.plot([r["iteration"] for r in rows], [r[key] for r in rows], marker="o", label=name)
             positive |= any(r[key] > 0 for r in rows)
@@ -95,6 +98,18 @@ def history_figure(history: list[dict]) -> Figure:
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    ax = fig.add_subplot(1, 3, 3)
+    for name in names:
+        rows = [r for r in history if r["field"] == name and r.get("stable_step") is not None]
+        ax.plot([r["iteration"] for r in rows], [r["stable_step"] for r in rows], marker="o", label=f"stable step, {name}")
+    with_lr = [r for r in history if r.get("lr") is not None and r["field"] == names[0]]
+    ax.plot([r["iteration"] for r in with_lr], [r["lr"] for r in with_lr], "k--", label="learning rate")
+    if any(r.get("stable_step") for r in history) or with_lr:
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("step size" + (" (preconditioned)" if any(r.get("preconditioned") for r in history) else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

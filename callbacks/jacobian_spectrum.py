@@ -1,6 +1,7 @@
 """A live view of the game Jacobian's eigenvalues during training (phase and conditioning factors)."""
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import numpy as np
@@ -10,10 +11,13 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from callbacks.figures import eigenvalue_figure, history_figure
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
+from callbacks.progress import progress
 from datamodules.contracts import RealSamples
+from gans.optim import preconditioner
 from gans.spectrum import MAX_FULL_PARAMS, compute_spectrum
 
 AUTO_K = 20
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class JacobianSpectrum(PeriodicEvaluation):
@@ -25,30 +29,60 @@ class JacobianSpectrum(PeriodicEvaluation):
             direction has none, the optimistic one), ``gradient`` (H of the plain field xi), or ``both``.
         k: eigenvalues per evaluation: ``None`` for the full spectrum when the model has at most
             ``max_full_params`` parameters and the top 20 (plus the smallest real parts) otherwise;
-            an int for top-k with ARPACK.
+            an int for the k of largest magnitude with ARPACK.
+        k_smallest: with top-k, how many eigenvalues of smallest real part to find besides.
         num_batches, batch_size: the evaluation data: ``num_batches`` fixed batches whose fields are
             averaged (as in the ConOpt analysis). Real data come from the datamodule's
             ``eval_samples`` (or the first training batch); z from a fixed seed. Under several
             processes each takes its share of every batch and the spectrum is that of the whole.
         lr: the step size for the predicted contraction max|1 - lr * lambda| (default: the
             generator's learning rate).
+        dtype: the precision of the Jacobian products (``float32``: eigenvalues within about 1e-7 of
+            the spectral radius of float64's, at a lower cost; ``float64`` for small eigenvalues).
+        tol: ARPACK's relative tolerance (1e-4: the eigenvalues a diagnostic reads).
+        max_products: the budget of Jacobian products per field and evaluation (None: no limit);
+            when it runs out the eigenvalues that converged are reported, with a warning.
+        warm_start: begin each search from the previous evaluation's Ritz vectors (kept in
+            checkpoints, so a resumed run searches as an uninterrupted one).
+        preconditioned: the spectrum of P^-1 J, with P = diag(sqrt(v) + eps) from the optimizer's
+            second-moment estimates (RMSProp, Adam, ...: ``gans.optim.preconditioner``): the local
+            Jacobian of the steps an adaptive optimizer takes, which its stable step size is about.
+        progress: show the products of a running evaluation below the progress bar.
 
     Writes ``spectra/spectrum_<iteration>.npz`` (eigenvalues and scalars per field),
     ``plots/spectrum_<iteration>.png`` and ``plots/spectrum_history.png`` in the run folder, and
-    logs ``spectrum/<field>/<scalar>``. Its history survives checkpoint and resume.
+    logs ``spectrum/<field>/<scalar>``: phase_factor, condition_number, spectral_radius, min_real,
+    num_negative_real, contraction (max|1 - lr lambda| at the learning rate in use), stable_step
+    (the largest step size that contracts; absent when none does), products and seconds. Warns
+    once when the learning rate in use is above the stable step of a spectrum the optimizer's
+    steps follow (plain SGD, or ``preconditioned``). Its history survives checkpoint and resume.
     """
 
     def __init__(self, every_n_steps: int = 1000, field: Literal["update", "gradient", "both"] = "both",
-                 k: int | None = None, num_batches: int = 1, batch_size: int = 256,
-                 max_full_params: int = MAX_FULL_PARAMS, lr: float | None = None, seed: int = 4321):
+                 k: int | None = None, k_smallest: int = 1, num_batches: int = 1, batch_size: int = 256,
+                 max_full_params: int = MAX_FULL_PARAMS, lr: float | None = None, seed: int = 4321,
+                 dtype: Literal["float32", "float64"] = "float32", tol: float = 1e-4, max_products: int | None = 600,
+                 warm_start: bool = False, preconditioned: bool = False, progress: bool = True):
         if field not in ("update", "gradient", "both"):
             raise ValueError(f"field must be 'update', 'gradient' or 'both', got {field!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if max_products is not None and max_products < 1:
+            raise ValueError(f"max_products must be a positive number of products (or null for no limit), got {max_products}")
         super().__init__(every_n_steps, at_start=True, at_end=False)
-        self.k, self.num_batches, self.batch_size = k, num_batches, batch_size
+        self.k, self.k_smallest, self.num_batches, self.batch_size = k, k_smallest, num_batches, batch_size
         self.fields = ["update", "gradient"] if field == "both" else [field]
         self.max_full_params, self.lr, self.seed = max_full_params, lr, seed
+        self.dtype, self.tol, self.max_products = DTYPES[dtype], tol, max_products
+        self.warm_start, self.preconditioned, self.progress = warm_start, preconditioned, progress
         self._real: torch.Tensor | None = None
-        self._told = self._told_fields = False
+        self._start: dict[str, dict[str, torch.Tensor]] = {}
+        self._told: set[str] = set()
+
+    def _tell_once(self, topic: str, message: str) -> None:
+        if topic not in self._told:
+            rank_zero_warn(f"JacobianSpectrum: {message}")
+            self._told.add(topic)
 
     # -- the fixed evaluation batch ------------------------------------------------------------
 
@@ -63,10 +97,9 @@ class JacobianSpectrum(PeriodicEvaluation):
         z = module.sample_latent(n, torch.Generator().manual_seed(self.seed)).cpu()
         world, rank = trainer.world_size, trainer.global_rank
         share = self.batch_size // world  # every process takes an equal share: the remainder is left out
-        if share * world != self.batch_size and not self._told:
-            rank_zero_warn(f"JacobianSpectrum: a batch of {self.batch_size} does not split over {world} processes; "
-                           f"the spectrum takes {share * world} samples per batch")
-            self._told = True
+        if share * world != self.batch_size:
+            self._tell_once("split", f"a batch of {self.batch_size} does not split over {world} processes; "
+                                     f"the spectrum takes {share * world} samples per batch")
         reals, zs = [], []
         for real_b, z_b in zip(self._real.split(self.batch_size), z.split(self.batch_size)):
             reals.append(real_b[rank * share:(rank + 1) * share].to(module.device))
@@ -90,29 +123,86 @@ class JacobianSpectrum(PeriodicEvaluation):
         k = self.k if self.k is not None else (None if n_params <= self.max_full_params else AUTO_K)
         fields = list(dict.fromkeys(self.fields if module.method.has_jacobian else
                                     ["gradient" if f == "update" else f for f in self.fields]))
-        if fields != self.fields and not self._told_fields:
-            rank_zero_warn(f"JacobianSpectrum: {type(module.method).__name__}'s direction has no Jacobian of its own "
-                           f"(it reads the previous iteration's field): the spectrum is the game's H (field='gradient')")
-            self._told_fields = True
-        results = {name: compute_spectrum(module, reals, zs, field=name, k=k, max_full_params=self.max_full_params)
-                   for name in fields}
-        lr = self.lr if self.lr is not None else trainer.optimizers[0].param_groups[0]["lr"]
+        if fields != self.fields:
+            self._tell_once("fields", f"{type(module.method).__name__}'s direction has no Jacobian of its own (it reads "
+                                      f"the previous iteration's field): the spectrum is the game's H (field='gradient')")
+        optimizer = trainer.optimizers[0]
+        scale = self._preconditioner(optimizer)
         it = trainer.global_step
-        records = [{"iteration": it, "field": name, **res.scalars(lr)} for name, res in results.items()]
-        metrics = {f"spectrum/{name}/{key}": value for name, res in results.items()
-                   for key, value in res.scalars(lr).items()}
-        arrays = {"iteration": it, "lr": lr, **{f"{name}_eigenvalues": res.eigenvalues for name, res in results.items()},
-                  **{f"{name}_{key}": np.float64(value) for name, res in results.items()
-                     for key, value in res.scalars(lr).items()}}
+        if self.preconditioned and scale is None:
+            return Report([])
+        lr = self.lr if self.lr is not None else module.learning_rates()[0]
+        results, seconds = {}, {}
+        for name in fields:
+            total = n_params if k is None else (self.max_products or 1000)  # no budget: the bar is a guide
+            begin = time.perf_counter()
+            with progress(trainer, f"spectrum of the {name} field", total, "products", enabled=self.progress) as advance:
+                results[name] = compute_spectrum(
+                    module, reals, zs, field=name, k=k, k_smallest=self.k_smallest, dtype=self.dtype, tol=self.tol,
+                    max_products=self.max_products, max_full_params=self.max_full_params, preconditioner=scale,
+                    start=self._warm(name), on_product=advance)
+            seconds[name] = time.perf_counter() - begin
+            self._keep_start(name, results[name])
+        self._check(it, lr, results, optimizer)
+        scalars = {name: {**res.scalars(lr), "products": float(res.products), "seconds": seconds[name]}
+                   for name, res in results.items()}
+        records = [{"iteration": it, "field": name, "lr": lr, "preconditioned": self.preconditioned, **values}
+                   for name, values in scalars.items()]
+        metrics = {f"spectrum/{name}/{key}": value for name, values in scalars.items() for key, value in values.items()}
+        arrays = {"iteration": it, "lr": lr, "preconditioned": self.preconditioned,
+                  **{f"{name}_eigenvalues": res.eigenvalues for name, res in results.items()},
+                  **{f"{name}_{key}": np.float64(value) for name, values in scalars.items() for key, value in values.items()}}
         plots = []
         if trainer.is_global_zero:
-            plots = [Plot(f"spectrum_{it:06d}", "spectrum/eigenvalues", eigenvalue_figure(results, f"iteration {it}")),
+            title = f"iteration {it}" + (" (preconditioned: P^-1 J)" if self.preconditioned else "")
+            plots = [Plot(f"spectrum_{it:06d}", "spectrum/eigenvalues", eigenvalue_figure(results, title)),
                      Plot("spectrum_history", None, history_figure([*self.history, *records]))]
         return Report(records, metrics, plots, (f"spectra/spectrum_{it:06d}", arrays))
 
+    # -- what the optimizer sees, warm starts and warnings ---------------------------------------
+
+    def _preconditioner(self, optimizer) -> torch.Tensor | None:
+        """d of ``gans.optim.preconditioner`` when ``preconditioned``; None before the optimizer's
+        first step (no second-moment estimate yet: that evaluation is left out, with a note)."""
+        if not self.preconditioned:
+            return None
+        try:
+            return preconditioner(optimizer)
+        except ValueError as err:
+            self._tell_once("no state", f"{err}; this evaluation is left out")
+            return None
+
+    def _warm(self, name: str) -> dict[str, np.ndarray] | None:
+        if not self.warm_start or name not in self._start:
+            return None
+        return {which: v.numpy() for which, v in self._start[name].items()}
+
+    def _keep_start(self, name: str, result) -> None:
+        if self.warm_start and result.start:
+            self._start[name] = {which: torch.from_numpy(v) for which, v in result.start.items() if v.size}
+
+    def _check(self, it: int, lr: float, results: dict, optimizer) -> None:
+        """The warnings of one evaluation: a budget that cut a search short, and a learning rate
+        above the stable step of a spectrum the optimizer's steps follow."""
+        for name, res in results.items():
+            if res.truncated:
+                self._tell_once("budget", f"the budget of {self.max_products} products ran out before every eigenvalue "
+                                          f"of the {name} field converged (iteration {it}; the scalars use the ones "
+                                          f"found): raise max_products, lower k or raise tol")
+        plain_sgd = isinstance(optimizer, torch.optim.SGD) and not any(g.get("momentum") for g in optimizer.param_groups)
+        if not (self.preconditioned or plain_sgd):
+            return  # the steps do not follow -lr * u: its stable step says nothing about this optimizer
+        for name, res in results.items():
+            if res.stable_step is not None and lr > res.stable_step:
+                self._tell_once("step", f"the learning rate {lr:.4g} is above the largest stable step "
+                                        f"{res.stable_step:.4g} of the {name} field's spectrum at iteration {it} "
+                                        f"(max|1 - lr lambda| = {res.contraction(lr):.4g} > 1: the steps move away "
+                                        f"from this point); a learning rate below {res.stable_step:.4g} contracts")
+
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "real": self._real}
+        return {**super().state_dict(), "real": self._real, "start": self._start}
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self._real = state_dict.get("real")
+        self._start = dict(state_dict.get("start", {}))

@@ -52,3 +52,50 @@ class RMSpropTF(Optimizer):
             else:
                 torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
         return loss
+
+
+def preconditioner(optimizer: Optimizer) -> torch.Tensor:
+    """The vector d with which ``optimizer`` steps x <- x - lr * d * g, one entry per parameter in
+    its ``param_groups`` order: d = 1 / P with P = diag(sqrt(v) + eps) from its second-moment
+    estimate v (momentum left out: with a slowly changing gradient Adam's bias-corrected first moment
+    is g), times each group's learning rate over the first group's. The spectrum of diag(d) J is
+    then the local Jacobian of the optimizer's steps in units of the first group's learning rate.
+
+    Supported: ``RMSpropTF`` (P = sqrt(ms + eps)), ``torch.optim.RMSprop`` (centered too), ``Adam``
+    and ``AdamW`` (bias-corrected v, amsgrad's maximum), ``Adagrad``, and ``SGD`` (P = I).
+    """
+    ref_lr = optimizer.param_groups[0]["lr"]
+    parts = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            scale = _second_moment_scale(optimizer, group, state, p)
+            parts.append((group["lr"] / ref_lr / scale).reshape(-1))
+    return torch.cat(parts)
+
+
+def _second_moment_scale(optimizer: Optimizer, group: dict, state: dict, p: torch.Tensor) -> torch.Tensor:
+    """P for one parameter (see ``preconditioner``)."""
+    name = type(optimizer).__name__
+    if isinstance(optimizer, torch.optim.SGD):
+        return torch.ones_like(p)
+    if isinstance(optimizer, RMSpropTF):
+        return torch.sqrt(state.get("ms", torch.ones_like(p)) + group["eps"])  # TF starts ms at one
+    if not isinstance(optimizer, (torch.optim.RMSprop, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)):
+        raise TypeError(f"no preconditioner for {name}: the preconditioned spectrum needs a second-moment "
+                        f"estimate it knows how to read (RMSpropTF, RMSprop, Adam, AdamW, Adagrad) or SGD (none); "
+                        f"use preconditioned=False for the plain spectrum")
+    if not state:
+        raise ValueError(f"{name} has no second-moment estimate before its first step: the preconditioned "
+                         f"spectrum starts after it")
+    eps = group["eps"]
+    if isinstance(optimizer, torch.optim.RMSprop):
+        v = state["square_avg"]
+        if group.get("centered"):
+            v = v - state["grad_avg"] ** 2
+        return torch.sqrt(v) + eps
+    if isinstance(optimizer, torch.optim.Adagrad):
+        return torch.sqrt(state["sum"]) + eps
+    v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+    bias = 1 - group["betas"][1] ** float(state["step"])
+    return torch.sqrt(v / bias) + eps

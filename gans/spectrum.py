@@ -2,6 +2,8 @@
 
     result = compute_spectrum(model, real, z, field="update", k=None)   # full spectrum, float64
     result = compute_spectrum(model, real, z, k=20)                      # ARPACK, top-20 + smallest real parts
+    result = compute_spectrum(model, real, z, k=6, dtype=torch.float32, tol=1e-4,
+                              max_products=600, start=previous.start)   # the callback's diagnostic settings
 
 (``python -m commands.spectrum CHECKPOINT`` for a saved checkpoint; ``callbacks.JacobianSpectrum``
 during training.)
@@ -13,12 +15,15 @@ steps when every eigenvalue has a positive real part.
 
 Every product is a vector-Jacobian product J^T v (one backward pass through the field's graph);
 J^T has the eigenvalues of J. Under torch.distributed the products of the local shards are averaged,
-so the spectrum is that of the global batch.
+so the spectrum is that of the global batch. With a ``preconditioner`` d (a vector, one entry per
+parameter) the operator is diag(d) J: the Jacobian of the step an adaptive optimizer takes
+(``gans.optim.preconditioner``), whose products are J^T (d * v).
 """
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Iterator, Literal
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from gans.base import TwoPlayerGAN, preserved_buffers
@@ -44,10 +50,14 @@ class SpectrumResult:
 
     In top-k mode only the computed eigenvalues (largest magnitude and smallest real part) enter the
     scalars: ``condition_number`` is then max|lambda| over the smallest |lambda| *found*, a lower
-    bound of the true ratio, and ``phase_factor`` a lower bound of the true maximum.
+    bound of the true ratio, ``phase_factor`` a lower bound of the true maximum, and ``stable_step``
+    an upper bound of the true one.
     Eigenvalues with |lambda| <= zero_tol * max|lambda| count as zero (they come from parameter
-    symmetries, e.g. a bias in front of BatchNorm) and are left out of both factors; ``num_zero``
-    says how many there were.
+    symmetries, e.g. a bias in front of BatchNorm) and are left out of the factors; ``num_zero``
+    says how many there were. ``products`` is the number of Jacobian products the search took,
+    ``truncated`` whether the product budget ran out before every eigenvalue asked for converged
+    (the ones that did are kept), and ``start`` the starting vectors for the next search near these
+    parameters (``compute_spectrum(start=...)``; top-k only).
     """
 
     eigenvalues: np.ndarray
@@ -55,12 +65,16 @@ class SpectrumResult:
     mode: str
     num_params: int
     zero_tol: float = 1e-9
+    products: int = 0
+    truncated: bool = False
+    start: dict[str, np.ndarray] | None = None
     phase_factor: float = dc_field(init=False)
     condition_number: float = dc_field(init=False)
     spectral_radius: float = dc_field(init=False)
     min_real: float = dc_field(init=False)
     num_negative_real: int = dc_field(init=False)
     num_zero: int = dc_field(init=False)
+    stable_step: float | None = dc_field(init=False)
 
     def __post_init__(self) -> None:
         ev = np.asarray(self.eigenvalues, dtype=complex)
@@ -76,19 +90,37 @@ class SpectrumResult:
             ratios = np.abs(ev_nz.imag) / np.abs(ev_nz.real)
         self.phase_factor = float(ratios.max()) if len(ratios) else 0.0
         self.condition_number = float(mags[nonzero].max() / mags[nonzero].min()) if nonzero.any() else math.inf
+        self.stable_step = stable_step(ev_nz)
 
     def contraction(self, lr: float) -> float:
         """max |1 - lr * lambda|: the predicted local contraction of one step x <- x - lr * u
-        (below 1: the fixed point attracts; the closer to 1, the slower)."""
-        return float(np.abs(1 - lr * self.eigenvalues).max())
+        (below 1: the fixed point attracts; the closer to 1, the slower); NaN with no eigenvalues
+        (a budget that ran out before any converged)."""
+        return float(np.abs(1 - lr * self.eigenvalues).max()) if len(self.eigenvalues) else math.nan
 
     def scalars(self, lr: float | None = None) -> dict[str, float]:
         out = {"phase_factor": self.phase_factor, "condition_number": self.condition_number,
                "spectral_radius": self.spectral_radius, "min_real": self.min_real,
                "num_negative_real": float(self.num_negative_real)}
+        if self.stable_step is not None:  # None: no step size contracts
+            out["stable_step"] = self.stable_step
         if lr is not None:
             out["contraction"] = self.contraction(lr)
         return out
+
+
+def stable_step(eigenvalues: np.ndarray) -> float | None:
+    """The largest eta for which x <- x - eta * u contracts near the fixed point, None if none does.
+
+    |1 - eta lambda| < 1 for every eigenvalue iff every Re lambda > 0 and
+    eta < min_lambda 2 Re(lambda) / |lambda|^2 (|1 - eta lambda|^2 = 1 - 2 eta Re lambda + eta^2 |lambda|^2).
+    Pass the nonzero eigenvalues: a zero one (a parameter symmetry) is a neutral direction, which
+    no step size changes.
+    """
+    ev = np.asarray(eigenvalues, dtype=complex)
+    if not len(ev) or np.any(ev.real <= 0):
+        return None
+    return float(np.min(2 * ev.real / np.abs(ev) ** 2))
 
 
 # -- the field and its products -------------------------------------------------------------------
@@ -131,16 +163,25 @@ def field_with_graph(module, batches: list[tuple[Tensor, Tensor]], field: Spectr
 
 class JacobianProducts:
     """J^T v for the Jacobian J of ``field`` with respect to ``params``, as float64 numpy vectors;
-    with ``distributed``, the average of the products over all processes."""
+    with ``scale`` (a vector d over the parameters) the products of diag(d) J, J^T (d * v); with
+    ``distributed``, the average of the products over all processes. ``on_product(1)`` is called
+    after each product (a progress display)."""
 
-    def __init__(self, field: list[Tensor], params: list[Tensor], distributed: bool = False):
+    def __init__(self, field: list[Tensor], params: list[Tensor], distributed: bool = False,
+                 scale: Tensor | None = None, on_product: Callable[[int], None] | None = None):
         self.field, self.params, self.distributed = field, params, distributed
         self.n = sum(p.numel() for p in params)
         self.ref = params[0]
+        if scale is not None and scale.shape != (self.n,):
+            raise ValueError(f"the preconditioner has {scale.numel()} entries for {self.n} parameters")
+        self.scale = None if scale is None else scale.to(self.ref)
+        self.on_product = on_product or (lambda n: None)
         self.matvecs = 0
 
     def _local(self, v: Tensor) -> Tensor:
         """This process's J^T v; ``v`` is one vector (n,) or a batch of them (b, n)."""
+        if self.scale is not None:
+            v = v * self.scale
         lead, chunks, start = v.shape[:-1], [], 0
         for t in self.field:
             chunks.append(v[..., start:start + t.numel()].reshape(*lead, *t.shape))
@@ -159,11 +200,13 @@ class JacobianProducts:
     def rmatvec(self, v: np.ndarray) -> np.ndarray:
         self.matvecs += 1
         vt = torch.as_tensor(np.ascontiguousarray(v.real), dtype=self.ref.dtype, device=self.ref.device)
-        return self._mean(self._local(vt)).double().cpu().numpy()
+        out = self._mean(self._local(vt)).double().cpu().numpy()
+        self.on_product(1)
+        return out
 
     def dense(self, chunk: int = 256) -> np.ndarray:
-        """J itself from rows J^T e_i, ``chunk`` rows per backward pass (a vmap over the backward), one
-        row at a time for an op vmap lacks."""
+        """J itself (diag(d) J with a scale) from rows J^T e_i, ``chunk`` rows per backward pass (a
+        vmap over the backward), one row at a time for an op vmap lacks."""
         eye = torch.eye(self.n, dtype=self.ref.dtype, device=self.ref.device)
         rows = []
         for block in eye.split(chunk):
@@ -171,54 +214,107 @@ class JacobianProducts:
                 rows.append(self._local(block))
             except RuntimeError:
                 rows.append(torch.stack([self._local(e) for e in block]))
+            self.on_product(len(block))
         return self._mean(torch.cat(rows)).double().cpu().numpy()
 
 
 # -- eigenvalues -----------------------------------------------------------------------------------
 
+#: the two searches of a top-k spectrum: ARPACK's ``which`` and what it finds
+SEARCHES = {"LM": "largest magnitude", "SR": "smallest real part"}
+#: Arnoldi vectors per search at least: the smallest-real-part end of a GAN's spectrum is a cluster,
+#: and a few more vectors than ARPACK's default 2k + 1 converge on it in fewer products in all
+MIN_ARNOLDI_VECTORS = 20
 
-def _topk(ops: JacobianProducts, k: int, tol: float, seed: int) -> np.ndarray:
-    """ARPACK on rank 0; under torch.distributed the other ranks serve products until told to stop."""
+
+def arnoldi_vectors(n: int, count: int) -> int:
+    """ARPACK's ``ncv`` for ``count`` eigenvalues of an n x n operator."""
+    return min(n - 1, max(2 * count + 1, MIN_ARNOLDI_VECTORS))
+
+
+def _search(op: LinearOperator, which: str, count: int, tol: float, v0: np.ndarray,
+            budget: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """One ARPACK search (eigenvalues, eigenvectors of the operator: left eigenvectors of J), within
+    ``budget`` products when one is given (at least ``count + 5``)."""
+    ncv = arnoldi_vectors(op.shape[0], count)
+    maxiter = max(300, 20 * count)
+    if budget is not None:  # the most vectors and restarts whose worst case (search_products) fits
+        ncv = max(count + 2, min(ncv, count + (budget - 1 - count) // 2))
+        maxiter = max(1, (budget - 1 - count) // (ncv - count) - 1)
+    # ARPACK's own BLAS threads would spin between the products and slow torch's threads down
+    # several times over (docs/benchmarks.md §5): the Arnoldi algebra is cheap next to a product
+    with threadpool_limits(1, user_api="blas"):
+        try:
+            return eigs(op, k=count, which=which, tol=tol, v0=v0, ncv=ncv, maxiter=maxiter)
+        except ArpackNoConvergence as err:  # keep what converged rather than fail a training run
+            return err.eigenvalues, err.eigenvectors
+
+
+def search_products(count: int, ncv: int, maxiter: int) -> int:
+    """The most products ARPACK's implicitly restarted Arnoldi (dnaupd) takes: ``count`` for the first
+    factorisation, then at most ``ncv - count`` per restart for ``maxiter + 1`` rounds (it checks the
+    count after the round), and one more for the starting vector."""
+    return count + 1 + (maxiter + 1) * (ncv - count)
+
+
+def _restart_vector(vectors: np.ndarray) -> np.ndarray:
+    """One real starting vector in the span of the Ritz vectors found (ARPACK takes one)."""
+    return (vectors.real.sum(axis=1) + vectors.imag.sum(axis=1)) if vectors.size else np.zeros(0)
+
+
+def _topk(ops: JacobianProducts, k: int, k_smallest: int, tol: float, seed: int, max_products: int | None,
+          start: dict[str, np.ndarray] | None) -> tuple[np.ndarray, bool, dict[str, np.ndarray]]:
+    """The k eigenvalues of largest magnitude and the ``k_smallest`` of smallest real part, by ARPACK
+    on rank 0 (under torch.distributed the other ranks serve products until told to stop), whether
+    a search stopped short of its count, and the vectors to start the next search from."""
     n = ops.n
-    if not 0 < k < n - 1:
-        raise ValueError(f"k must be between 1 and {n - 2} for {n} parameters, got {k}")
+    for name, count in (("k", k), ("k_smallest", k_smallest)):
+        if not 0 < count < n - 1:
+            raise ValueError(f"{name} must be between 1 and {n - 2} for {n} parameters, got {count}")
     rank0 = not ops.distributed or dist.get_rank() == 0
+    # the vectors travel in the products' precision: each rank rounds to it before its product anyway
+    wire = dict(dtype=ops.ref.dtype, device=ops.ref.device)
     if ops.distributed and not rank0:
         while True:
-            msg = torch.empty(n + 1, dtype=torch.float64, device=ops.ref.device)
+            msg = torch.empty(n + 1, **wire)
             dist.broadcast(msg, 0)
             if msg[0] == 0:
-                return _broadcast_array(None)
+                values, truncated = _from_rank0(None)
+                return values, truncated, {}
             ops.rmatvec(msg[1:].cpu().numpy())
 
     def matvec(v):
         if ops.distributed:
-            msg = torch.cat([torch.ones(1, dtype=torch.float64), torch.as_tensor(v.real, dtype=torch.float64)])
-            dist.broadcast(msg.to(ops.ref.device), 0)
+            msg = torch.cat([torch.ones(1, **wire), torch.as_tensor(v.real, **wire)])
+            dist.broadcast(msg, 0)
+            v = msg[1:].cpu().numpy()  # rank 0 multiplies what the others received
         return ops.rmatvec(v)
 
     op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    v0 = np.random.default_rng(seed).standard_normal(n)
-
-    def search(which: str, count: int) -> np.ndarray:
-        try:
-            return eigs(op, k=count, which=which, tol=tol, v0=v0, maxiter=max(300, 20 * count),
-                        return_eigenvectors=False)
-        except ArpackNoConvergence as err:  # keep what converged rather than fail a training run
-            return err.eigenvalues
-
-    values = np.concatenate([search("LM", k), search("SR", min(k, 6))])
-    # the two searches overlap: keep each eigenvalue once
-    keep = [i for i, z in enumerate(values) if not np.any(np.isclose(values[:i], z, rtol=1e-8, atol=0))]
-    values = values[keep]
+    cold = np.random.default_rng(seed).standard_normal(n)
+    found, restart, truncated = [], {}, False
+    for which, count in (("LM", k), ("SR", k_smallest)):
+        v0 = (start or {}).get(which)
+        v0 = v0 if v0 is not None and v0.shape == (n,) and np.any(v0) else cold
+        # the first search leaves the second at least one Arnoldi factorisation of the budget
+        reserve = search_products(k_smallest, arnoldi_vectors(n, k_smallest), 1) if which == "LM" else 0
+        budget = None if max_products is None else max(max_products - ops.matvecs - reserve, 1)
+        values, vectors = _search(op, which, count, tol, v0, budget)
+        found.append(values)
+        truncated |= len(values) < count
+        restart[which] = _restart_vector(vectors)
+    largest, smallest = found
+    # the two searches can find the same eigenvalue (each to its tolerance): keep it once
+    same = 10 * max(tol, 1e-6) * (np.abs(largest).max() if len(largest) else 1.0)
+    values = np.concatenate([largest, [z for z in smallest if not np.any(np.abs(largest - z) <= same)]])
     if ops.distributed:
-        dist.broadcast(torch.zeros(n + 1, dtype=torch.float64, device=ops.ref.device), 0)
-        return _broadcast_array(values)
-    return values
+        dist.broadcast(torch.zeros(n + 1, **wire), 0)
+        _from_rank0((values, truncated))
+    return values, truncated, restart
 
 
-def _broadcast_array(values: np.ndarray | None) -> np.ndarray:
-    box = [values]
+def _from_rank0(obj):
+    box = [obj]
     dist.broadcast_object_list(box, 0)
     return box[0]
 
@@ -234,8 +330,10 @@ def _gather(t: Tensor) -> Tensor:
 
 
 def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: SpectrumField = "update",
-                     k: int | None = None, dtype: torch.dtype | None = torch.float64, tol: float = 1e-8,
-                     max_full_params: int = MAX_FULL_PARAMS, seed: int = 0) -> SpectrumResult:
+                     k: int | None = None, k_smallest: int = 1, dtype: torch.dtype | None = torch.float64,
+                     tol: float = 1e-8, max_products: int | None = None, max_full_params: int = MAX_FULL_PARAMS,
+                     seed: int = 0, start: dict[str, np.ndarray] | None = None, preconditioner: Tensor | None = None,
+                     on_product: Callable[[int], None] | None = None) -> SpectrumResult:
     """Eigenvalues of the Jacobian of a two-player model's field at its current parameters.
 
     Args:
@@ -245,14 +343,24 @@ def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tenso
         z: the latent codes of each batch, as ``real``.
         field: ``gradient`` (H of xi) or ``update`` (the Jacobian of the method's direction).
         k: ``None`` for the full spectrum (dense Jacobian, numpy eigvals); an int for the k
-            eigenvalues of largest magnitude plus the (up to 6) of smallest real part, by ARPACK.
-        dtype: the precision of the computation (float64 by default; ``None`` keeps the model's).
+            eigenvalues of largest magnitude plus the ``k_smallest`` of smallest real part, by ARPACK.
+        dtype: the precision of the products (float64 by default; ``None`` keeps the model's).
+            ARPACK itself always works in float64; float32 products move the eigenvalues by about
+            1e-7 of the spectral radius (docs/spectra.md) and cost less.
         tol: ARPACK's relative tolerance (top-k only).
+        max_products: a budget of Jacobian products for the top-k search (None: until converged);
+            when it runs out, the eigenvalues that converged are returned (``result.truncated``).
         max_full_params: refuse a dense spectrum above this size (its cost grows like n^3).
         seed: the seed of ARPACK's starting vector (top-k only).
+        start: a previous result's ``start`` (a warm start near those parameters; top-k only).
+        preconditioner: a vector d over the parameters (``params_g`` then ``params_d``): the
+            spectrum of diag(d) J (``gans.optim.preconditioner`` gives the one of an adaptive optimizer).
+        on_product: called with the number of products done after each (a progress display).
     """
     reals, zs = (list(real), list(z)) if isinstance(real, (list, tuple)) else ([real], [z])
-    options = dict(field=field, k=k, dtype=dtype, tol=tol, max_full_params=max_full_params, seed=seed)
+    options = dict(field=field, k=k, k_smallest=k_smallest, dtype=dtype, tol=tol, max_products=max_products,
+                   max_full_params=max_full_params, seed=seed, start=start, preconditioner=preconditioner,
+                   on_product=on_product)
     if not _distributed():
         return _spectrum(module, reals, zs, distributed=False, **options)
     if field == "update" and not module.method.direction_is_field:
@@ -265,7 +373,13 @@ def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tenso
     return _spectrum(module, reals, zs, distributed=True, **options)
 
 
-def _spectrum(module, reals, zs, *, field, k, dtype, tol, max_full_params, seed, distributed) -> SpectrumResult:
+def zero_tolerance(dtype: torch.dtype) -> float:
+    """|lambda| / max|lambda| below which an eigenvalue computed in ``dtype`` counts as zero."""
+    return max(1e-9, 100 * torch.finfo(dtype).eps)
+
+
+def _spectrum(module, reals, zs, *, field, k, k_smallest, dtype, tol, max_products, max_full_params, seed, start,
+              preconditioner, on_product, distributed) -> SpectrumResult:
     with preserved_buffers(module.generator, module.discriminator), converted(module.generator, dtype), \
             converted(module.discriminator, dtype):
         target = dtype or module.params_g[0].dtype
@@ -274,12 +388,15 @@ def _spectrum(module, reals, zs, *, field, k, dtype, tol, max_full_params, seed,
         if not all(torch.isfinite(t).all() for t in u):
             raise FloatingPointError(f"the {field} field is not finite (NaN or inf) at these parameters, so its "
                                      f"Jacobian has no spectrum: the model or the data has diverged")
-        ops = JacobianProducts(u, params, distributed)
+        ops = JacobianProducts(u, params, distributed, scale=preconditioner, on_product=on_product)
+        restart, truncated = None, False
         if k is None:
             if ops.n > max_full_params:
                 raise ValueError(f"a full spectrum of {ops.n} parameters is a dense {ops.n}x{ops.n} eigenproblem "
                                  f"(limit max_full_params={max_full_params}); ask for the top eigenvalues with k=20")
             values, mode = np.linalg.eigvals(ops.dense()), "full"
         else:
-            values, mode = _topk(ops, k, tol, seed), "topk"
-    return SpectrumResult(values, field=field, mode=mode, num_params=ops.n)
+            values, truncated, restart = _topk(ops, k, k_smallest, tol, seed, max_products, start)
+            mode = "topk"
+    return SpectrumResult(values, field=field, mode=mode, num_params=ops.n, zero_tol=zero_tolerance(target),
+                          products=ops.matvecs if mode == "topk" else ops.n, truncated=truncated, start=restart)

@@ -29,10 +29,15 @@ def test_every_script_writes_its_smoke_results(smoke):
 
 
 def test_spectrum_and_ddp_rows(smoke):
-    assert smoke["spectrum_cost"] and all(r["seconds"] >= 0 for r in smoke["spectrum_cost"])
+    spectra = smoke["spectrum_cost"]
+    assert {r["case"] for r in spectra} == {"before/after", "lever", "warm start"}
+    assert all(r["before_products"] > 0 and r["after_products"] > 0 and r["difference"] < 1e-3
+               for r in spectra if r["case"] == "before/after")
     rows = smoke["ddp_overhead"]
-    assert [r["model"] for r in rows] == ["vanilla", "conopt", "jare", "sga", "vanilla, stock DDP"]
-    assert all(r["allreduce_ms"] > 0 and r["local_ms"] > 0 for r in rows[:-1])
+    assert [r["model"] for r in rows] == ["vanilla", "conopt", "jare", "sga", "vanilla, stock DDP",
+                                          "spectrum, 2 processes", "spectrum, 1 process"]
+    assert all(r["allreduce_ms"] > 0 and r["local_ms"] > 0 for r in rows[:4])
+    assert rows[-2]["products"] > 0 and rows[-1]["seconds"] > 0
 
 
 def test_stylegan_rows(smoke):

@@ -186,3 +186,210 @@ def test_spectra_do_not_change_the_training_run(tmp_path):
     plain = trained([])
     watched = trained([JacobianSpectrum(every_n_steps=5, field="both", k=4, batch_size=16)])
     assert all(torch.equal(plain[k], watched[k]) for k in plain)
+
+
+# -- the diagnostic settings: float32 products, tolerance, budget, warm start, stable step, P^-1 J ---
+
+#: what the callback's eigenvalues are held to: within this share of the spectral radius of float64's
+DIAGNOSTIC_ACCURACY = 1e-4
+DIAGNOSTIC = dict(dtype=torch.float32, tol=1e-4, k_smallest=1)  # the callback's defaults
+
+
+def nearest_distance(values, reference) -> float:
+    return max(np.abs(np.asarray(reference) - z).min() for z in values)
+
+
+@pytest.mark.parametrize("field", ["gradient", "update"])
+def test_diagnostic_settings_agree_with_the_dense_float64_spectrum(field):
+    model = small_gan().double()
+    real, z = batch()
+    full = compute_spectrum(model, real, z, field=field)
+    top = compute_spectrum(model, real, z, field=field, k=8, **DIAGNOSTIC)
+    radius = full.spectral_radius
+    assert nearest_distance(top.eigenvalues, full.eigenvalues) <= DIAGNOSTIC_ACCURACY * radius
+    largest_full = np.sort(np.abs(full.eigenvalues))[::-1][:8]
+    np.testing.assert_allclose(np.sort(np.abs(top.eigenvalues))[::-1][:8], largest_full, atol=DIAGNOSTIC_ACCURACY * radius)
+    assert abs(top.min_real - full.min_real) <= DIAGNOSTIC_ACCURACY * radius
+    assert top.products < 400 and not top.truncated
+
+
+def test_a_warm_start_finds_the_eigenvalues_of_a_cold_one():
+    model = small_gan()
+    real, z = batch()
+    first = compute_spectrum(model, real, z, k=6, **DIAGNOSTIC)
+    assert set(first.start) == {"LM", "SR"} and first.start["LM"].shape == (first.num_params,)
+    with torch.no_grad():  # the parameters a little further on
+        for p in model.parameters():
+            p.add_(1e-3 * torch.randn_like(p))
+    cold = compute_spectrum(model, real, z, k=6, **DIAGNOSTIC)
+    warm = compute_spectrum(model, real, z, k=6, start=first.start, **DIAGNOSTIC)
+    assert nearest_distance(warm.eigenvalues, cold.eigenvalues) <= DIAGNOSTIC_ACCURACY * cold.spectral_radius
+    assert len(warm.eigenvalues) == len(cold.eigenvalues)
+    assert not np.allclose(first.eigenvalues, cold.eigenvalues, rtol=1e-7, atol=0)  # the point did move
+
+
+def test_a_product_budget_bounds_the_search_and_says_so():
+    model = small_gan()
+    real, z = batch()
+    free = compute_spectrum(model, real, z, k=8, tol=1e-12)
+    cut = compute_spectrum(model, real, z, k=8, tol=1e-12, max_products=40)
+    assert free.products > 40 and not free.truncated
+    assert cut.truncated and cut.products <= 40
+    assert len(cut.eigenvalues) < len(free.eigenvalues)
+    for budget in (25, 60, 100, 150):
+        assert compute_spectrum(model, real, z, k=8, tol=1e-12, max_products=budget).products <= budget
+
+
+def test_products_are_counted_for_a_progress_display():
+    model = small_gan()
+    seen = []
+    res = compute_spectrum(model, *batch(), k=4, on_product=seen.append, **DIAGNOSTIC)
+    assert sum(seen) == res.products > 0
+    seen.clear()
+    full = compute_spectrum(model, *batch(), on_product=seen.append)
+    assert sum(seen) == full.num_params
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 8.0])
+def test_stable_step_of_the_dirac_gan_in_closed_form(gamma):
+    """ConOpt's update Jacobian at the Dirac-GAN's equilibrium has lambda = gamma/4 +- i/2, so
+    |1 - eta lambda| < 1 iff eta < 2 Re(lambda) / |lambda|^2 = (gamma/2) / (gamma^2/16 + 1/4)."""
+    res = compute_spectrum(dirac_gan(ConOpt, 0.0, 0.0, gamma=gamma), ZERO, ZERO, field="update")
+    expected = (gamma / 2) / (gamma ** 2 / 16 + 1 / 4)
+    assert res.stable_step == pytest.approx(expected, rel=1e-10)
+    assert res.contraction(0.99 * expected) < 1 < res.contraction(1.01 * expected)
+    assert res.scalars()["stable_step"] == res.stable_step
+    # simultaneous GD on the Dirac-GAN (lambda = +-i/2) contracts at no step size
+    plain = compute_spectrum(dirac_gan(Vanilla, 0.0, 0.0), ZERO, ZERO)
+    assert plain.stable_step is None and "stable_step" not in plain.scalars()
+
+
+def test_preconditioned_spectrum_is_that_of_diag_d_times_j():
+    from tests.helpers import update_jacobian
+
+    model = affine_toy(ConOpt, gamma=1.0)
+    d = torch.tensor([0.5, 2.0, 3.0, 0.25], dtype=torch.float64)  # phi (2), theta (2)
+    res = compute_spectrum(model, TOY_REAL, TOY_Z, field="update", preconditioner=d)
+    jacobian = update_jacobian(model, TOY_REAL, TOY_Z).numpy()  # by central differences
+    expected = np.linalg.eigvals(np.diag(d.numpy()) @ jacobian)
+    np.testing.assert_allclose(np.sort_complex(res.eigenvalues), np.sort_complex(expected), rtol=1e-6, atol=1e-6)
+    plain = compute_spectrum(model, TOY_REAL, TOY_Z, field="update")
+    assert not np.allclose(np.sort_complex(plain.eigenvalues), np.sort_complex(expected), atol=1e-3)
+    # top-k on a network game: the same operator through ARPACK
+    net = small_gan().double()
+    real, z = batch()
+    scale = torch.rand(sum(p.numel() for p in net.parameters()), generator=torch.Generator().manual_seed(0),
+                       dtype=torch.float64) + 0.5
+    full = compute_spectrum(net, real, z, field="gradient", preconditioner=scale)
+    top = compute_spectrum(net, real, z, field="gradient", k=6, tol=1e-12, preconditioner=scale)
+    assert nearest_distance(top.eigenvalues, full.eigenvalues) <= 1e-8 * full.spectral_radius
+
+
+def test_with_sgd_the_preconditioned_spectrum_is_the_plain_one():
+    from gans.optim import preconditioner
+
+    model = small_gan()
+    real, z = batch()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    d = preconditioner(optimizer)
+    assert torch.equal(d, torch.ones(sum(p.numel() for p in model.parameters())))
+    plain = compute_spectrum(model, real, z, k=4, **DIAGNOSTIC)
+    same = compute_spectrum(model, real, z, k=4, preconditioner=d, **DIAGNOSTIC)
+    np.testing.assert_array_equal(same.eigenvalues, plain.eigenvalues)
+
+
+def dirac_run(lr: float, steps: int = 4, **spectrum):
+    import warnings
+
+    from callbacks import JacobianSpectrum
+    from tests.helpers import dirac_data, quiet_trainer
+
+    model = dirac_gan(ConOpt, 0.0, 0.0, gamma=2.0, lr=lr)  # stays at its equilibrium: stable step 2.0
+    callback = JacobianSpectrum(every_n_steps=2, batch_size=4, field="update", **spectrum)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_trainer(steps, callbacks=[callback]).fit(model, datamodule=dirac_data())
+    return callback, [str(w.message) for w in caught if "JacobianSpectrum" in str(w.message)]
+
+
+def test_the_callback_warns_once_when_the_learning_rate_is_above_the_stable_step():
+    callback, said = dirac_run(2.5)
+    step_lines = [m for m in said if "above the largest stable step" in m]
+    assert len(step_lines) == 1 and "2.5" in step_lines[0] and "below 2" in step_lines[0]
+    assert [r["stable_step"] for r in callback.history] == pytest.approx([2.0] * len(callback.history))
+    assert all(r["lr"] == 2.5 and r["contraction"] > 1 for r in callback.history)
+    callback, said = dirac_run(1.5)
+    assert not [m for m in said if "stable step" in m]
+    assert all(r["contraction"] < 1 for r in callback.history)
+
+
+def test_the_callback_reports_a_budget_that_ran_out(tmp_path):
+    from callbacks import JacobianSpectrum
+    from datamodules import MixtureOfGaussians
+    from tests.helpers import quiet_trainer
+
+    model = small_gan(optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
+    callback = JacobianSpectrum(every_n_steps=0, batch_size=32, k=8, tol=1e-12, max_products=25, field="gradient")
+    with pytest.warns(UserWarning, match="budget of 25 products ran out"):
+        quiet_trainer(1, callbacks=[callback], default_root_dir=tmp_path).fit(model, datamodule=MixtureOfGaussians(batch_size=32))
+    assert callback.history[0]["products"] <= 25
+
+
+def test_the_preconditioned_callback_reads_the_optimizer_state(tmp_path):
+    from callbacks import JacobianSpectrum
+    from datamodules import MixtureOfGaussians
+    from gans.optim import preconditioner
+    from tests.helpers import quiet_trainer
+
+    model = small_gan(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
+    callback = JacobianSpectrum(every_n_steps=5, batch_size=32, field="gradient", preconditioned=True, dtype="float64")
+    trainer = quiet_trainer(10, callbacks=[callback], default_root_dir=tmp_path)
+    with pytest.warns(UserWarning, match="no second-moment estimate before its first step"):
+        trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=32))
+    assert [r["iteration"] for r in callback.history] == [5, 10]  # none before the first step
+    assert all(r["preconditioned"] for r in callback.history)
+    reals, zs = callback._eval_batches(trainer, model)
+    d = preconditioner(trainer.optimizers[0])
+    expected = compute_spectrum(model, reals, zs, field="gradient", preconditioner=d)
+    plain = compute_spectrum(model, reals, zs, field="gradient")
+    assert callback.history[-1]["spectral_radius"] == pytest.approx(expected.spectral_radius, rel=1e-10)
+    assert expected.spectral_radius != pytest.approx(plain.spectral_radius, rel=1e-2)
+
+
+def test_resume_with_warm_starts_searches_as_an_uninterrupted_run(tmp_path):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from callbacks import JacobianSpectrum
+    from datamodules import MixtureOfGaussians
+    from tests.helpers import quiet_trainer
+
+    def fit(steps, folder, ckpt_path=None):
+        model = mlp_gan(JARE, gamma=1.0, width=8, depth=2, optimizer=lambda p: torch.optim.Adam(p, lr=1e-3)).float()
+        spectrum = JacobianSpectrum(every_n_steps=10, field="update", k=4, batch_size=32, warm_start=True)
+        quiet_trainer(steps, callbacks=[spectrum, ModelCheckpoint(dirpath=folder, save_last=True)], enable_checkpointing=True,
+                      default_root_dir=folder).fit(model, datamodule=MixtureOfGaussians(batch_size=32), ckpt_path=ckpt_path)
+        return spectrum
+
+    straight = fit(30, tmp_path / "straight")
+    fit(20, tmp_path / "stopped")
+    resumed = fit(30, tmp_path / "stopped", ckpt_path=str(tmp_path / "stopped" / "last.ckpt"))
+    assert set(resumed._start["update"]) == {"LM", "SR"}
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in straight.history]
+
+
+def test_arpack_runs_its_blas_on_one_thread():
+    """While ARPACK searches, every BLAS threadpool threadpoolctl finds (scipy's OpenBLAS among them)
+    is held to one thread, and given back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "threadpoolctl finds no BLAS library: the limit would do nothing"
+    during = []
+    compute_spectrum(small_gan(), *batch(), k=4, on_product=lambda n: during.append(blas_threads()), **DIAGNOSTIC)
+    assert during and all(threads == [1] * len(before) for threads in during)
+    assert blas_threads() == before
