@@ -85,7 +85,7 @@ def _second_moment_scale(optimizer: Optimizer, group: dict, state: dict, p: torc
         raise TypeError(f"no preconditioner for {name}: the preconditioned spectrum needs a second-moment "
                         f"estimate it knows how to read (RMSpropTF, RMSprop, Adam, AdamW, Adagrad) or SGD (none); "
                         f"use preconditioned=False for the plain spectrum")
-    if not state:
+    if not state or float(state.get("step", 1)) == 0:  # Adagrad's state exists before its first step
         raise ValueError(f"{name} has no second-moment estimate before its first step: the preconditioned "
                          f"spectrum starts after it")
     eps = group["eps"]

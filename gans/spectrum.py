@@ -220,8 +220,6 @@ class JacobianProducts:
 
 # -- eigenvalues -----------------------------------------------------------------------------------
 
-#: the two searches of a top-k spectrum: ARPACK's ``which`` and what it finds
-SEARCHES = {"LM": "largest magnitude", "SR": "smallest real part"}
 #: Arnoldi vectors per search at least: the smallest-real-part end of a GAN's spectrum is a cluster,
 #: and a few more vectors than ARPACK's default 2k + 1 converge on it in fewer products in all
 MIN_ARNOLDI_VECTORS = 20
@@ -242,7 +240,7 @@ def _search(op: LinearOperator, which: str, count: int, tol: float, v0: np.ndarr
         ncv = max(count + 2, min(ncv, count + (budget - 1 - count) // 2))
         maxiter = max(1, (budget - 1 - count) // (ncv - count) - 1)
     # ARPACK's own BLAS threads would spin between the products and slow torch's threads down
-    # several times over (docs/benchmarks.md §5): the Arnoldi algebra is cheap next to a product
+    # several times over (docs/spectra.md, "What it costs"): the Arnoldi algebra is cheap next to a product
     with threadpool_limits(1, user_api="blas"):
         try:
             return eigs(op, k=count, which=which, tol=tol, v0=v0, ncv=ncv, maxiter=maxiter)

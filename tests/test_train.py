@@ -239,3 +239,22 @@ def test_spectrum_of_a_checkpoint(tmp_path, capsys):
     assert out.parent == folder / "spectra" and out.with_suffix(".png").is_file()
     assert {"update_eigenvalues", "gradient_eigenvalues", "update_condition_number"} <= set(saved.files)
     assert "phase_factor" in capsys.readouterr().out
+    # the spectrum RMSProp's steps follow, from the optimizer state the checkpoint saved
+    from gans.checkpoint import load_datamodule, load_model, read_checkpoint
+    from gans.optim import preconditioner
+    from gans.spectrum import compute_spectrum
+
+    out = spectrum.main([str(folder / "checkpoints" / "last.ckpt"), "--k", "4", "--batch-size", "32", "--field", "gradient",
+                         "--preconditioned", "--dtype", "float64", "--tol", "1e-10", "--out", str(tmp_path / "pre")])
+    pre = np.load(out)
+    assert bool(pre["preconditioned"]) and not bool(saved["preconditioned"])
+    model = load_model(folder / "checkpoints" / "last.ckpt")
+    optimizer = model.configure_optimizers()
+    optimizer.load_state_dict(read_checkpoint(folder / "checkpoints" / "last.ckpt")["optimizer_states"][0])
+    d = preconditioner(optimizer)
+    assert not torch.allclose(d, torch.ones_like(d))  # TF RMSProp's accumulator moved away from one
+    real = load_datamodule(folder / "checkpoints" / "last.ckpt").eval_samples(32)
+    z = model.sample_latent(32, torch.Generator().manual_seed(4321))
+    expected = compute_spectrum(model, real, z, field="gradient", k=4, tol=1e-10, preconditioner=d)
+    assert float(pre["gradient_spectral_radius"]) == pytest.approx(expected.spectral_radius, rel=1e-8)
+    assert float(pre["gradient_spectral_radius"]) != pytest.approx(float(saved["gradient_spectral_radius"]), rel=1e-3)
