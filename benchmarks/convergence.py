@@ -4,11 +4,16 @@ conditioning factors of the update Jacobian over training, vanilla, ConOpt and J
 
 Every run goes through ``train.py`` with the default layers (``configs/data/ring.yaml`` and
 ``configs/models/<model>.yaml``: 4 x 128 MLPs, TF RMSProp lr 1e-3, batch 128; zero-sum loss except
-SGA's non-saturating one), the grid with ``--data.kind grid`` (spacing 2, std 0.05).
+SGA's non-saturating one), the grid with ``--data.kind grid`` (spacing 2, std 0.05). Seed s trains
+with ``--seed_everything s --data.init_args.seed s``; the seeds of a method are one sweep
+(``--sweep.seeds N --sweep.data_seeds true``: one process, each member as its single run), except
+for a method a sweep cannot train (the R1 penalty), and with ``--single-runs``. ``--part gamma``
+sweeps JARE's gamma over seeds on the ring in one run: the heat map docs/figures/sweep_jare_gamma.png.
 
     python -m benchmarks.convergence                    # docs/figures/convergence.png, spectra_over_training.png
     python -m benchmarks.convergence --seeds 0 1 --iterations 5000
     python -m benchmarks.convergence --data grid --methods eg cgd
+    python -m benchmarks.convergence --parts gamma --compile   # JARE's gamma x seeds on the ring, one sweep
     python -m benchmarks.convergence --smoke            # tiny (CI)
 
 Prints a table and writes benchmarks/results/convergence.json. Each finished run is appended to
@@ -22,12 +27,15 @@ import argparse
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from benchmarks.common import RESULTS, quiet, write_results
+from callbacks.figures import sweep_map_figure
+from callbacks.sweep_metrics import MAP_KEYS
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 METHODS = {"simgd": ("vanilla", []), "altgd": ("vanilla", ["--model.update", "alternating"]),
@@ -55,6 +63,55 @@ def history(trainer, callback: str) -> list[dict]:
     return next(cb.history for cb in trainer.callbacks if type(cb).__name__ == callback)
 
 
+#: methods a sweep cannot train (a gradient penalty): their seeds are single runs
+SINGLE_ONLY = ("simgd+r1",)
+#: the mark of a sweep's runs in the record (their options), apart from single runs'
+SWEEP_MARK = "--sweep.data_seeds"
+
+
+def sweep_histories(method: str, data: str, seeds: list[int], iterations: int, every: int, folder: str,
+                    extra: list[str], settings: tuple[str, ...] = ()):
+    """Each member's evaluation history (by seed, or by (seed, setting value)) of one sweep of the
+    contiguous ``seeds``, and the sweep's trainer."""
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise SystemExit(f"a sweep trains contiguous seeds (S, S+1, ...), got {seeds}: pass --single-runs")
+    trainer = train_run(method, data, seeds[0], iterations, every, folder,
+                        ["--sweep.seeds", str(len(seeds)), SWEEP_MARK, "true", *settings, *extra])
+    records = history(trainer, "SweepMetrics")
+    members = {}
+    for r in records:
+        members.setdefault(r["member"], []).append({k: r[k] for k in ("iteration", "modes_covered", "high_quality",
+                                                                      "kl_uniform")})
+    return members, trainer
+
+
+def study_runs(record: Path, iterations: int, every: int, width: list[str], single_runs: bool) -> list[dict]:
+    """The whole study in ``record``: each method's runs of this call's kind (its seeds as one sweep,
+    or as single runs), in the order of DATA, METHODS and seeds."""
+    kinds = {m: width if single_runs or m in SINGLE_ONLY else [*width, SWEEP_MARK] for m in METHODS}
+    runs = [r for m, options in kinds.items() for r in recorded_runs(record, iterations, every, options).values()
+            if r["method"] == m]
+    order = {key: i for i, key in enumerate((d, m) for d in DATA for m in METHODS)}
+    return sorted(runs, key=lambda r: (order[r["data"], r["method"]], r["seed"]))
+
+
+def gamma_rows(seeds: list[int], gammas: list[float], iterations: int, every: int, folder: str, width: list[str],
+               smoke: bool) -> list[dict]:
+    """JARE over ``gammas`` x ``seeds`` on the ring, one sweep: each member's final evaluation; the
+    sweep's heat map goes to docs/figures/sweep_jare_gamma.png."""
+    start = time.perf_counter()
+    members, trainer = sweep_histories("jare", "ring", seeds, iterations, every, folder, width,
+                                       ("--sweep.gamma", json.dumps(gammas)))
+    seconds = time.perf_counter() - start
+    if not smoke:
+        FIGURES.mkdir(parents=True, exist_ok=True)
+        table = next(cb.rows for cb in trainer.callbacks if type(cb).__name__ == "SweepMetrics")
+        sweep_map_figure(table, "gamma", "seed", MAP_KEYS, f"JARE on the ring, {iterations} iterations: "
+                         f"{len(table)} members in one run").savefig(FIGURES / "sweep_jare_gamma.png")
+    return [{"gamma": gamma, "seed": seed, "seconds": seconds, **members[g * len(seeds) + i][-1]}
+            for g, gamma in enumerate(gammas) for i, seed in enumerate(seeds)]
+
+
 def recorded_runs(record: Path, iterations: int, every: int, options: list[str]) -> dict[tuple, dict]:
     """The runs in ``record`` of this study's methods and data sets, trained for ``iterations``
     with evaluations every ``every`` and the extra ``options``, by (data, method, seed). The record
@@ -68,23 +125,34 @@ def recorded_runs(record: Path, iterations: int, every: int, options: list[str])
 
 
 def convergence_rows(seeds: list[int], iterations: int, every: int, folder: str, width: list[str],
-                     methods: list[str], datasets: list[str], record: Path | None) -> list[dict]:
-    """One row per (data, method, seed) with its evaluation history; runs already in ``record``
-    are read from it, new ones are trained and appended to it."""
-    done = recorded_runs(record, iterations, every, width) if record else {}
+                     methods: list[str], datasets: list[str], record: Path | None, single_runs: bool) -> list[dict]:
+    """One row per (data, method, seed) with its evaluation history and the seconds its training
+    took (a sweep's members share theirs); runs already in ``record`` are read from it, new ones
+    are trained and appended to it."""
     rows = []
     for data in datasets:
         for method in methods:
-            for seed in seeds:
-                row = done.get((data, method, seed))
-                if row is None:
-                    trainer = train_run(method, data, seed, iterations, every, folder, width)
-                    row = {"data": data, "method": method, "seed": seed, "iterations": iterations,
-                           "every": every, "options": width, "history": history(trainer, "MixtureMetrics")}
-                    if record:
-                        with record.open("a") as f:
-                            f.write(json.dumps(row) + "\n")
-                rows.append(row)
+            single = single_runs or method in SINGLE_ONLY
+            options = width if single else [*width, SWEEP_MARK]
+            done = recorded_runs(record, iterations, every, options) if record else {}
+            missing = [seed for seed in seeds if (data, method, seed) not in done]
+            new = {}
+            if missing and not single:
+                start = time.perf_counter()
+                members, _ = sweep_histories(method, data, missing, iterations, every, folder, width)
+                seconds = time.perf_counter() - start
+                new = {seed: (members[i], seconds) for i, seed in enumerate(missing)}
+            for seed in missing if single else []:
+                start = time.perf_counter()
+                trainer = train_run(method, data, seed, iterations, every, folder, width)
+                new[seed] = (history(trainer, "MixtureMetrics"), time.perf_counter() - start)
+            for seed, (runs, seconds) in new.items():
+                done[data, method, seed] = {"data": data, "method": method, "seed": seed, "iterations": iterations,
+                                            "every": every, "options": options, "seconds": seconds, "history": runs}
+                if record:
+                    with record.open("a") as f:
+                        f.write(json.dumps(done[data, method, seed]) + "\n")
+            rows += [done[data, method, seed] for seed in seeds]
     return rows
 
 
@@ -162,7 +230,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--every", type=int, default=1000, help="evaluation cadence")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--data", nargs="+", choices=list(DATA), default=list(DATA))
-    parser.add_argument("--parts", nargs="+", choices=["convergence", "spectra"], default=["convergence", "spectra"])
+    parser.add_argument("--parts", nargs="+", choices=["convergence", "spectra", "gamma"],
+                        default=["convergence", "spectra", "gamma"])
+    parser.add_argument("--single-runs", action="store_true", help="train each seed as a run of its own, not as a sweep")
+    parser.add_argument("--compile", action="store_true",
+                        help="the gamma sweep with its compiled stacked step (--model.compile_step true)")
+    parser.add_argument("--gammas", type=float, nargs="+", default=[1.0, 10.0, 100.0, 1000.0, 10000.0],
+                        help="JARE's gamma values of --parts gamma")
     args = parser.parse_args(argv)
     quiet()
     width, nets = [], SPECTRA_NETS
@@ -174,11 +248,9 @@ def main(argv: list[str] | None = None) -> dict:
         if "convergence" in args.parts:
             record = None if args.smoke else RESULTS / "convergence_runs.jsonl"
             out["runs"] = convergence_rows(args.seeds, args.iterations, args.every, folder, width, args.methods,
-                                           args.data, record)
+                                           args.data, record, args.single_runs)
             if record:      # the table and figure show the whole study, not only this call's runs
-                order = {key: i for i, key in enumerate((d, m) for d in DATA for m in METHODS)}
-                out["runs"] = sorted(recorded_runs(record, args.iterations, args.every, width).values(),
-                                     key=lambda r: (order[r["data"], r["method"]], r["seed"]))
+                out["runs"] = study_runs(record, args.iterations, args.every, width, args.single_runs)
             out["table"] = summary(out["runs"])
             print(f"{'data':5s} {'method':9s} {'modes covered per seed':>24s} {'high quality':>13s}  KL to uniform per seed")
             for t in out["table"]:
@@ -199,6 +271,17 @@ def main(argv: list[str] | None = None) -> dict:
                 spectra_figure(out["spectra"]).savefig(FIGURES / "spectra_over_training.png")
             write_results("spectra_over_training", [{"method": r["method"], "history": r["history"]}
                                                     for r in out["spectra"]], args.smoke, iterations=args.iterations)
+        if "gamma" in args.parts:
+            gammas = args.gammas[:2] if args.smoke else args.gammas
+            compiled = ["--model.compile_step", "true"] if args.compile else []
+            out["gamma"] = gamma_rows(args.seeds, gammas, args.iterations, args.every, folder, [*width, *compiled],
+                                      args.smoke)
+            print(f"JARE on the ring, {len(out['gamma'])} members in one sweep: {out['gamma'][0]['seconds']:.0f} s")
+            for gamma in gammas:
+                finals = [r for r in out["gamma"] if r["gamma"] == gamma]
+                print(f"gamma {gamma:8g}: modes covered per seed {[r['modes_covered'] for r in finals]}, high quality "
+                      f"{statistics.mean(r['high_quality'] for r in finals):.1f}%")
+            write_results("convergence_gamma", out["gamma"], args.smoke, iterations=args.iterations, compiled=args.compile)
     return out
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Regenerate every benchmark that fits on a CPU: the results in benchmarks/results/ and the figures
 in docs/figures/ quoted by docs/benchmarks.md (hours on 2 cores: the convergence study's 54 runs
-alone take about 2.5 hours, the Semi-StyleGAN study about 55 minutes, the co-running measurement
+alone took about 2.5 hours as single runs, the Semi-StyleGAN study about 55 minutes, the co-running measurement
 about 15; ``--only`` picks scripts).
 
     python -m benchmarks.run_all            # everything
@@ -24,12 +24,13 @@ from benchmarks import (
     spectrum_cost,
     step_cost,
     stylegan_cost,
+    sweep_cost,
 )
 
 SCRIPTS = {"dirac_study": dirac_study, "step_cost": step_cost, "compile_experiment": compile_experiment,
            "fid_cost": fid_cost, "spectrum_cost": spectrum_cost,
            "ddp_overhead": ddp_overhead, "convergence": convergence, "stylegan_cost": stylegan_cost, "co_running": co_running,
-           "semistylegan_study": semistylegan_study}
+           "semistylegan_study": semistylegan_study, "sweep_cost": sweep_cost}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -84,9 +84,11 @@ class StepTimer(pl.Callback):
     """Records the wall clock at the end of every training iteration."""
 
     stamps: list[float] = []
+    started = 0.0  # the clock when training started (the first iteration's compilation, if any, is after it)
 
     def on_train_start(self, trainer, pl_module) -> None:
         StepTimer.stamps = []
+        StepTimer.started = now(str(pl_module.device))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         StepTimer.stamps.append(now(str(pl_module.device)))
@@ -119,11 +121,13 @@ def model_options(size: dict) -> list[str]:
             "--model.optimizer.lr", "1e-4", "--data.init_args.batch_size", str(size["batch"])]
 
 
-def ours(method: str, size: dict, steps: int, folder: str, device: str) -> list[float]:
+def ours(method: str, size: dict, steps: int, folder: str, device: str, options: tuple[str, ...] = ()) -> list[float]:
+    """The clock at the end of every iteration of a train.py run of ``method`` on ``size`` (with
+    more ``options``)."""
     from commands import train
 
     name, extra = METHODS[plain(method)]
-    extra = [*extra, *VARIANTS.get(method[len(plain(method)):], [])]
+    extra = [*extra, *VARIANTS.get(method[len(plain(method)):], []), *options]
     train.main(["--model", name, *model_options(size), *extra, "--trainer.callbacks=[]",
                 "--trainer.callbacks+=benchmarks.step_cost.StepTimer", "--trainer.max_steps", str(steps),
                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",

@@ -114,6 +114,64 @@ def history_figure(history: list[dict]) -> Figure:
     return fig
 
 
+def sweep_curves_figure(history: list[dict], num_modes: int, label: str | None = None) -> Figure:
+    """Modes covered and high-quality percentage against iterations, one line per sweep member,
+    coloured by the swept setting ``label`` (by member without one)."""
+    fig = Figure(figsize=(11, 3.4), dpi=100)
+    members = sorted({r["member"] for r in history})
+    values = sorted({r[label] for r in history}) if label else members
+    colours = {v: f"C{i % 10}" for i, v in enumerate(values)}
+    for i, (key, name, top) in enumerate((("modes_covered", "modes covered", num_modes),
+                                          ("high_quality", "high-quality samples (%)", 100))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        shown = set()
+        for m in members:
+            rows = [r for r in history if r["member"] == m]
+            key_value = rows[0][label] if label else m
+            ax.plot([r["iteration"] for r in rows], [r[key] for r in rows], color=colours[key_value], alpha=0.6,
+                    marker=".", label=None if key_value in shown or len(values) > 12 else f"{label or 'member'} {key_value:g}")
+            shown.add(key_value)
+        ax.set_ylim(0, top * 1.05)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if shown and len(values) <= 12:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_map_figure(rows: list[dict], x: str, y: str, keys: list[tuple[str, str]], title: str) -> Figure:
+    """A heat map per outcome ``keys`` ((column, label), ...) over the grid of settings ``x`` and
+    ``y``: the mean over the members at each point of the grid (over seeds), with the value written
+    in each cell. A cell whose members all diverged shows 'div.'."""
+    xs, ys = sorted({r[x] for r in rows}), sorted({r[y] for r in rows})
+    fig = Figure(figsize=(4.2 * len(keys), 3.6), dpi=100)
+    for i, (key, label) in enumerate(keys):
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for a, xv in enumerate(xs):
+            for b, yv in enumerate(ys):
+                cell = [r[key] for r in rows if r[x] == xv and r[y] == yv and not r["diverged"]
+                        and r.get(key) is not None and np.isfinite(r[key])]
+                if cell:
+                    grid[b, a] = float(np.mean(cell))
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+        fig.colorbar(image, ax=ax)
+        for a in range(len(xs)):
+            for b in range(len(ys)):
+                ax.text(a, b, "div." if np.isnan(grid[b, a]) else f"{grid[b, a]:.3g}", ha="center", va="center",
+                        fontsize=7, color="w")
+        ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs], fontsize=7)
+        ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys], fontsize=7)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(label, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def fid_curve(history: list[dict]) -> Figure:
     """FID (and KID) against iterations."""
     fig = Figure(figsize=(8 if "kid_mean" in history[-1] else 4.5, 3), dpi=100)

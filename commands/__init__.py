@@ -5,6 +5,7 @@
     python -m commands.spectrum CHECKPOINT     the Jacobian spectrum
     python -m commands.fid CHECKPOINT          FID (and KID)
     python -m commands.edit CHECKPOINT IMAGE   edit a real image's factor (Semi-StyleGAN)
+    python -m commands.member CHECKPOINT M     member M of a sweep as an ordinary checkpoint
 
 Importing the package first loads ``mkl_on_amd`` (MKL's fast kernels on AMD processors), which can
 only act before torch is loaded: every command gets it, and a script of yours that imports a

@@ -41,9 +41,17 @@ from callbacks.checkpoint import FinalCheckpoint
 from callbacks.progress import IterationProgressBar
 from commands.errors import DEBUG_ENV, USER_ERRORS, fail, one_line, short_error, yaml_problem
 from commands.layers import DEFAULT_DATA, expand_model_name, names
+from commands.sweep import build_sweep, split_sweep_options, sweep_callbacks
 from gans import TwoPlayerGAN
-from gans.base import OBJECT_ARGUMENTS
-from gans.checkpoint import AtomicCheckpointIO, CheckpointError, changed_settings, iteration, model_class_path, read_checkpoint
+from gans.checkpoint import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    changed_settings,
+    iteration,
+    model_class_path,
+    read_checkpoint,
+    record_object_arguments,
+)
 from gans.threads import choose_threads
 
 
@@ -117,16 +125,6 @@ def configured(trainer_config, base: type) -> bool:
 
 #: ``--ckpt_path`` values Lightning resolves itself (SLURM's "hpc" checkpoint, ...)
 LIGHTNING_CKPT_NAMES = ("hpc", "best", "registry")
-
-
-def record_object_arguments(model: pl.LightningModule, model_config: dict) -> None:
-    """Put the ``class_path`` configs of the networks and the optimizer into the model's
-    hyperparameters (the model leaves the objects out): checkpoints then rebuild the whole model
-    with ``load_from_checkpoint(path)``, no arguments needed."""
-    init_args = model_config.get("init_args", {})
-    for name in OBJECT_ARGUMENTS:
-        if name in init_args:
-            model.hparams[name] = init_args[name]
 
 
 NAME_OPTION = "--trainer.logger.init_args.name"
@@ -323,15 +321,24 @@ def train(args: list[str]) -> pl.Trainer:
               f"--paper NAME: {', '.join(names('--paper'))} (configs/papers/NAME.yaml: a paper's setting)\n"
               f"--threads N, --ckpt_path PATH|last, --debug (tracebacks); every option of the model, the data and "
               f"the Trainer follows.\n")
+    spec, args = split_sweep_options(args)
+    named = run_name(args) is not None
     args = expand_model_name(args)
+    if spec and not named and run_name(args):  # a sweep's run folder: runs/<layers>_sweep
+        args += [NAME_OPTION, f"{run_name(args)}_sweep"]
     cli = GanCLI(TwoPlayerGAN, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  run=False, args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                  parser_kwargs={"exit_on_error": False})
     cli.trainer.callbacks.append(PrintSummary())
+    model, datamodule = cli.model, cli.datamodule
+    if spec:
+        model, own_data = build_sweep(cli, spec)
+        datamodule = own_data or datamodule
+        sweep_callbacks(cli.trainer, spec)
     folder = run_folder(cli.trainer)
     new_folder = folder is not None and not folder.exists()
     try:
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+        cli.trainer.fit(model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
     except BaseException:
         if new_folder and cli.trainer.global_step == 0:
             discard_unused(folder)

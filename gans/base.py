@@ -73,6 +73,10 @@ class BatchGame:
     def loss(self) -> str:
         return self.model.loss_name
 
+    @property
+    def members(self) -> bool:
+        return self.model.stacked
+
     def field(self, at: tuple[Sequence[Tensor], Sequence[Tensor]] | None = None, *, create_graph: bool = False,
               players: Players = "gd") -> Field:
         model = self.model
@@ -176,7 +180,7 @@ class TwoPlayerGAN(pl.LightningModule):
         discriminator_pass: Literal["separate", "joint"] = "separate",
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=list(OBJECT_ARGUMENTS))
+        self.save_hyperparameters(ignore=list(self.unsaved_arguments))
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim, self.latent_std, self.lr_d = latent_dim, latent_std, lr_d
@@ -213,6 +217,11 @@ class TwoPlayerGAN(pl.LightningModule):
         self._players: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
         self._training_rng: torch.Generator | None = None
         self._learning_rates: tuple[float, float] | None = None
+
+    #: the parameters are stacked games along a leading member axis (``gans.sweep.SweepGAN``)
+    stacked: bool = False
+    #: constructor arguments left out of the hyperparameters
+    unsaved_arguments: tuple[str, ...] = OBJECT_ARGUMENTS
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets ``_current_fx_name`` around every hook it calls, 24 times an iteration, and
@@ -292,12 +301,13 @@ class TwoPlayerGAN(pl.LightningModule):
             self._training_rng = seeded(self.run_seed(), TRAINING_STREAM)
         return self._training_rng
 
-    def draw_shard(self, n: int, draw: Callable[[int, torch.Generator], Tensor]) -> Tensor:
+    def draw_shard(self, n: int, draw: Callable[[int, torch.Generator], Tensor],
+                   stream: torch.Generator | None = None) -> Tensor:
         """This process's n rows of a draw of the iteration: every process draws the global n * world
-        rows from the training stream with ``draw(count, generator)`` and keeps its slice, so W
-        processes with batch n draw exactly what one process with batch W * n would."""
+        rows from the training stream (or ``stream``) with ``draw(count, generator)`` and keeps its
+        slice, so W processes with batch n draw exactly what one process with batch W * n would."""
         rank, world = rank_and_world()
-        return draw(n * world, self.training_rng)[rank * n:(rank + 1) * n]
+        return draw(n * world, stream or self.training_rng)[rank * n:(rank + 1) * n]
 
     def draw(self, n: int, draw: Callable[[int, torch.Generator], Tensor], training: bool) -> Tensor:
         """n rows of a draw inside the losses: this process's shard of the training stream in a
@@ -545,15 +555,21 @@ class TwoPlayerGAN(pl.LightningModule):
             problems.append(f"precision {self.trainer.precision!r} is not float32/float64")
         return problems
 
-    def build_compiled_step(self) -> compiled.CompiledStep:
+    def check_compiled_step(self) -> None:
+        """Raise, naming every reason, when ``compile_step`` cannot apply."""
         problems = self.compiled_step_problems()
         if problems:
             raise ValueError("compile_step=True cannot be used: " + "; ".join(problems) +
                              ". Pass --model.compile_step false to train on the eager path.")
+
+    def build_compiled_step(self) -> compiled.CompiledStep:
+        self.check_compiled_step()
         rule = self.method.compiled_rule(self.params_g, self.params_d, self.learning_rates())
-        return compiled.CompiledStep(self.generator, self.discriminator, self.loss_fn, is_zero_sum(self.loss_name),
-                                     rule, flat_update=self._flat is not None, joint_d=bool(self._joint_d),
-                                     cpp_wrapper=self.device.type == "cpu")
+        flat_update = self._flat is not None
+        fn = compiled.step_function(self.generator, self.discriminator, self.loss_fn, is_zero_sum(self.loss_name), rule,
+                                    flat_update, bool(self._joint_d))
+        return compiled.CompiledStep(fn, compiled.CompiledStep.trainable(self.generator, self.discriminator),
+                                     flat_update=flat_update, cpp_wrapper=self.device.type == "cpu")
 
     # -- training ------------------------------------------------------------------------------
 

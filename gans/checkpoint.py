@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-from gans.base import TwoPlayerGAN
+from gans.base import OBJECT_ARGUMENTS, TwoPlayerGAN
 
 
 class CheckpointError(ValueError):
@@ -81,6 +81,16 @@ def _class(class_path: str, base: type) -> type:
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise CheckpointError(f"{class_path} in the checkpoint is not a {base.__name__}")
     return cls
+
+
+def record_object_arguments(model: pl.LightningModule, model_config: dict) -> None:
+    """Put the ``class_path`` configs of the networks and the optimizer into the model's
+    hyperparameters (the model leaves the objects out): checkpoints then rebuild the whole model
+    with ``load_from_checkpoint(path)``, no arguments needed."""
+    init_args = model_config.get("init_args", {})
+    for name in OBJECT_ARGUMENTS:
+        if name in init_args:
+            model.hparams[name] = init_args[name]
 
 
 def model_class_path(checkpoint: dict) -> str | None:

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp, vjp
+from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from gans.game import Step
 from gans.losses import LossFn
@@ -131,18 +131,28 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
     return step
 
 
-class CompiledStep:
-    """``compile_step`` while a model fits: the compiled step function of a method's rule on the
-    model's networks, and the trainable parameters it reads (detached views, so the optimizer's
-    in-place updates show through). The model checks first that the step applies
-    (``TwoPlayerGAN.compiled_step_problems``)."""
+def stacked_step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool,
+                          rule_of: Callable[[dict[str, Tensor]], Rule], own_data: bool = False):
+    """f(pg, pd, real, z, hyper) -> Step for stacked games (``gans.sweep``): ``step_function``
+    vmapped over members, whose parameters, codes z and hyperparameters ``hyper`` (values with one
+    entry per member) lie along a leading axis, on one real batch that every member shares (or,
+    with ``own_data``, each member's own along that axis). Each member's rule is ``rule_of`` its own
+    hyperparameters, so every inner product, norm and sign inside it is the member's own."""
+    def member(pg: Params, pd: Params, real: Tensor, z: Tensor, hyper: dict[str, Tensor]) -> Step:
+        return step_function(generator, discriminator, loss_fn, zero_sum, rule_of(hyper))(pg, pd, real, z)
+    return vmap(member, in_dims=(0, 0, 0 if own_data else None, 0, 0))
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool, rule: Rule,
-                 *, flat_update: bool, joint_d: bool, cpp_wrapper: bool):
-        self.params = [{n: p.detach() for n, p in net.named_parameters() if p.requires_grad}
-                       for net in (generator, discriminator)]
+
+class CompiledStep:
+    """``compile_step`` while a model fits: the compiled ``fn`` of a step function and the trainable
+    parameters it reads (``params``: a dict per player of detached views, so the optimizer's in-place
+    updates show through), called with ``extra`` after the batch. The model checks first that the
+    step applies (``TwoPlayerGAN.compiled_step_problems``)."""
+
+    def __init__(self, fn: Callable, params: list[Params], *, flat_update: bool, cpp_wrapper: bool,
+                 extra: tuple = ()):
+        self.params, self.extra = params, extra
         self.flat_update = flat_update  # the optimizer steps flat buffers: hand it flat vectors
-        fn = step_function(generator, discriminator, loss_fn, zero_sum, rule, flat_update, joint_d)
         # Every model's step is a new closure of the same code, and torch.compile keeps at most
         # ``recompile_limit`` (8) versions per code: the ninth model fitted in one process would run
         # uncompiled. A clean state before an unrelated compilation is what PyTorch recommends
@@ -152,12 +162,17 @@ class CompiledStep:
         # network is hundreds of kernel calls, and this makes its call faster (docs/benchmarks.md).
         self.fn = torch.compile(fn, options={"cpp_wrapper": True} if cpp_wrapper else None)
 
+    @staticmethod
+    def trainable(*nets: nn.Module) -> list[Params]:
+        """Each network's trainable parameters, detached, by name."""
+        return [{n: p.detach() for n, p in net.named_parameters() if p.requires_grad} for net in nets]
+
     def __call__(self, real: Tensor, z: Tensor) -> Step | None:
         """The step with lists in parameter order (u_g and u_d flat vectors when the optimizer steps
         flat buffers), or None (with a warning) when compilation fails: the eager path computes the same."""
         try:
             with torch.no_grad():  # torch.func differentiates inside; nothing outside needs a graph
-                step = self.fn(*self.params, real, z)
+                step = self.fn(*self.params, real, z, *self.extra)
         except Exception as err:  # noqa: BLE001 (any compiler failure: the eager path computes the same)
             warnings.warn(f"compile_step: torch.compile failed ({type(err).__name__}: {err}); training continues "
                           f"on the eager path")

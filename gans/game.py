@@ -15,6 +15,11 @@ H are one more backward pass:
     vjp(field, params, v) = H^T v = grad_x <xi, v>
     jvp(field, params, v) = H v       (double-backward trick)
 
+Stacked games (``gans.sweep``: N independent games whose parameters lie along a leading member
+axis) use the same functions: their Jacobian is block-diagonal over members, so every product
+separates; ``dot`` and ``norm`` with ``members=True`` give one value per member, and ``axpy``
+takes one coefficient per member (a vector of length N).
+
 ``reduce`` averages a list of tensors across processes and is the identity on a
 single process. Every method reduces the detached field and each product, so the
 same functions give the exact global-batch update under data parallelism (the
@@ -81,8 +86,14 @@ def flatten(a: Tensors) -> Tensor:
     return torch.cat([t.reshape(-1) for t in a])
 
 
-def dot(a: Tensors, b: Tensors) -> Tensor:
-    """<a, b> summed over all tensors of the two lists.
+def flatten_members(a: Tensors) -> Tensor:
+    """The tensors of a stacked list as one row per member, (N, entries of one member)."""
+    return torch.cat([t.reshape(t.shape[0], -1) for t in a], dim=1)
+
+
+def dot(a: Tensors, b: Tensors, members: bool = False) -> Tensor:
+    """<a, b> summed over all tensors of the two lists; with ``members``, over all but the leading
+    member axis (one inner product per member, shape (N,)).
 
     One product of two concatenated vectors rather than a product and a sum per tensor: on small
     networks each operation's dispatch costs more than its arithmetic. (The Jacobian products do
@@ -91,19 +102,23 @@ def dot(a: Tensors, b: Tensors) -> Tensor:
         raise ValueError(f"dot of lists of different lengths ({len(a)} and {len(b)})")
     if not a:
         return torch.zeros(())
+    if members:
+        return torch.linalg.vecdot(flatten_members(a), flatten_members(b))
     return torch.dot(flatten(a), flatten(b))
 
 
-def sq_norm(a: Tensors) -> Tensor:
-    return dot(a, a)
+def sq_norm(a: Tensors, members: bool = False) -> Tensor:
+    return dot(a, a, members)
 
 
-def norm(a: Tensors) -> Tensor:
-    """||a||_2 over all tensors of the list, for values that are not differentiated (statistics to
-    log): one read of each tensor and no concatenated copy of the parameters (docs/benchmarks.md,
-    "Where the time goes")."""
+def norm(a: Tensors, members: bool = False) -> Tensor:
+    """||a||_2 over all tensors of the list (with ``members``, one norm per member), for values that
+    are not differentiated (statistics to log): one read of each tensor and no concatenated copy of
+    the parameters (docs/benchmarks.md, "Where the time goes")."""
     if not a:
         return torch.zeros(())
+    if members:
+        return torch.linalg.vector_norm(flatten_members(a), dim=1)
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(a))))
 
 
@@ -112,15 +127,23 @@ def detach(a: Tensors) -> list[Tensor]:
 
 
 def axpy(alpha, x: Tensors, y: Tensors) -> list[Tensor]:
-    """y + alpha * x, elementwise over the lists (alpha a number or a scalar tensor)."""
+    """y + alpha * x, elementwise over the lists (alpha a number or a scalar tensor, or for stacked
+    lists a vector with one coefficient per member)."""
     if len(x) != len(y):
         raise ValueError(f"axpy of lists of different lengths ({len(x)} and {len(y)})")
     if not x:
         return []
+    if isinstance(alpha, Tensor) and alpha.ndim == 1:
+        return [b + per_member(alpha, a) * a for a, b in zip(x, y)]
     # foreach: one dispatch for the whole list, differentiable like the per-tensor form
     if isinstance(alpha, Tensor):
         return list(torch._foreach_add(list(y), torch._foreach_mul(list(x), alpha)))
     return list(torch._foreach_add(list(y), list(x), alpha=alpha))
+
+
+def per_member(values: Tensor, like: Tensor) -> Tensor:
+    """One value per member (N,) shaped to broadcast against a stacked tensor (N, ...)."""
+    return values.reshape(-1, *([1] * (like.ndim - 1)))
 
 
 def grad(output: Tensor | list[Tensor], inputs: Tensors, *, grad_outputs: list[Tensor] | None = None,

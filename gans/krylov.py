@@ -23,7 +23,8 @@ MatVec = Callable[[Vector], Vector]
 
 
 class Solve(NamedTuple):
-    """A solution, the products it took and its relative residual ||b - A x|| / ||b||."""
+    """A solution, the products it took and its relative residual ||b - A x|| / ||b|| (tensors with
+    one entry per member for stacked systems)."""
 
     x: Vector
     iterations: int
@@ -56,6 +57,33 @@ def conjugate_gradient(matvec: MatVec, b: Vector, x0: Vector | None = None, *, t
         p = axpy(rr_new / rr, p, r)
         rr = rr_new
     return Solve(x, products, float(rr.detach()) ** 0.5 / b_norm)
+
+
+def conjugate_gradient_members(matvec: MatVec, b: Vector, x0: Vector | None = None, *, tol: float = 1e-6,
+                               max_iter: int = 50) -> Solve:
+    """``conjugate_gradient`` on stacked systems (``gans.sweep``: one system per member along the
+    leading axis, A block-diagonal over members), each member stopping where its own solve would:
+    once its residual is small it takes no further step (alpha = 0) while the others go on. A CG
+    on the whole stacked system would couple the members through its inner products and be exact
+    only at convergence. ``iterations`` and ``residual`` are tensors with one entry per member."""
+    b_norm = norm(b, members=True)
+    b_norm = torch.where(b_norm > 0, b_norm, torch.ones_like(b_norm))
+    x, r, products = _residual(matvec, b, x0)
+    rr = dot(r, r, members=True)
+    active = rr.sqrt() > tol * b_norm  # a member with a non-finite residual (a diverged game) takes no step
+    iterations = torch.full_like(rr, products)
+    p = r
+    while bool(active.any()) and products < max_iter:
+        ap = matvec(p)
+        products += 1
+        iterations += active
+        alpha = torch.where(active, rr / dot(p, ap, members=True), 0.0)
+        x, r = axpy(alpha, p, x), axpy(-alpha, ap, r)
+        rr_new = dot(r, r, members=True)
+        p = axpy(torch.where(active, rr_new / rr, 0.0), p, r)
+        rr = torch.where(active, rr_new, rr)
+        active = active & (rr.sqrt() > tol * b_norm)
+    return Solve(x, iterations, rr.sqrt() / b_norm)
 
 
 def gmres(matvec: MatVec, b: Vector, x0: Vector | None = None, *, tol: float = 1e-6, max_iter: int = 50) -> Solve:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from gans import compiled
 from gans.game import Field, Reduce, Update, axpy, detach, dot, grad, ht_field, jvp, no_reduce, norm, reduced, vjp, vjp_and_jvp
-from gans.krylov import conjugate_gradient, gmres, implicit_solution
+from gans.krylov import conjugate_gradient, conjugate_gradient_members, gmres, implicit_solution
 
 Players = Literal["g", "d", "gd"]
 
@@ -36,6 +36,12 @@ class Game(Protocol):
     @property
     def loss(self) -> str:
         """The name of the players' losses (``gans.losses``)."""
+
+    @property
+    def members(self) -> bool:
+        """Whether the parameters are stacked games along a leading member axis (``gans.sweep``):
+        inner products and norms are then taken per member, and a hyperparameter may be a vector
+        with one value per member."""
 
     def field(self, at: tuple[Sequence[Tensor], Sequence[Tensor]] | None = None, *, create_graph: bool = False,
               players: Players = "gd") -> Field:
@@ -83,6 +89,12 @@ class Method:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
+
+
+def stacked(game: Game | None) -> bool:
+    """Whether ``game`` is stacked games (``Game.members``); a game without that property, or none
+    at all (the methods whose direction needs no game accept None), is one game."""
+    return bool(getattr(game, "members", False))
 
 
 def _present(*parts: list[Tensor] | None) -> list[list[Tensor]]:
@@ -147,7 +159,7 @@ class Extragradient(Method):
                        for eta, bar, params in ((eta_g, bar_g, field.params_g), (eta_d, bar_d, field.params_d)))
         ahead = game.field(at)
         u_g, u_d = reduced(reduce, detach(ahead.xi_g), detach(ahead.xi_d))
-        move = torch.sqrt((eta_g * norm(bar_g)) ** 2 + (eta_d * norm(bar_d)) ** 2)
+        move = torch.sqrt((eta_g * norm(bar_g, stacked(game))) ** 2 + (eta_d * norm(bar_d, stacked(game))) ** 2)
         return Update(u_g, u_d, {"extragradient/extrapolation_norm": move})
 
     def compiled_rule(self, params_g, params_d, learning_rates):
@@ -244,7 +256,7 @@ class ConsensusOptimization(Method):
         base = xi_field if differentiable else xi
         u = axpy(self.gamma, ht_xi, base)
         n = len(field.xi_g)
-        return Update(u[:n], u[n:], {"reg/consensus": 0.5 * norm(xi) ** 2})
+        return Update(u[:n], u[n:], {"reg/consensus": 0.5 * norm(xi, stacked(game)) ** 2})
 
     def compiled_rule(self, params_g, params_d, learning_rates):
         gamma = self.gamma
@@ -283,7 +295,8 @@ class JacobianRegularization(Method):
             ht_field(xi_g, field.params_d, bar_g, differentiable),  # grad_theta 1/2 ||xi_phi||^2 = H12^T xi_phi
         )
         base_g, base_d = (xi_g, xi_d) if differentiable else (bar_g, bar_d)
-        stats = {"reg/generator": 0.5 * norm(bar_d) ** 2, "reg/discriminator": 0.5 * norm(bar_g) ** 2}
+        stats = {"reg/generator": 0.5 * norm(bar_d, stacked(game)) ** 2,
+                 "reg/discriminator": 0.5 * norm(bar_g, stacked(game)) ** 2}
         return Update(axpy(self.gamma, corr_g, base_g), axpy(self.gamma, corr_d, base_d), stats)
 
     def compiled_rule(self, params_g, params_d, learning_rates):
@@ -322,8 +335,9 @@ class SymplecticGradientAdjustment(Method):
             raise ValueError(f"align_dim must be 'scalars' or 'tensors', got {align_dim!r}")
         self.lam, self.align, self.align_dim, self.eps = lam, align, align_dim, eps
 
-    def dimension(self, params: Sequence[Tensor]) -> int:
-        return len(params) if self.align_dim == "tensors" else sum(p.numel() for p in params)
+    def dimension(self, params: Sequence[Tensor], members: bool = False) -> int:
+        """The d of the alignment rule for these parameters (one member's, when stacked)."""
+        return len(params) if self.align_dim == "tensors" else sum((p[0] if members else p).numel() for p in params)
 
     def direction(self, game, field, *, reduce=no_reduce, differentiable=False):
         xi_field, params = [*field.xi_g, *field.xi_d], [*field.params_g, *field.params_d]
@@ -337,7 +351,9 @@ class SymplecticGradientAdjustment(Method):
         lam = self.lam
         if self.align:
             # The sign is a choice, not part of the differentiable map: take it from detached values.
-            sign = torch.sign(dot(xi, ht_xi).detach() * dot(at_xi, ht_xi).detach() / self.dimension(params) + self.eps)
+            each = stacked(game)
+            sign = torch.sign(dot(xi, ht_xi, each).detach() * dot(at_xi, ht_xi, each).detach()
+                              / self.dimension(params, each) + self.eps)
             lam = abs(lam) * sign
         u = axpy(lam, at_xi, xi_field if differentiable else xi)
         n = len(field.xi_g)
@@ -350,7 +366,7 @@ class SymplecticGradientAdjustment(Method):
         def rule(xi_g, xi_d, products):
             (ht_g, ht_d), (h_g, h_d) = products.ht(xi_g, xi_d), products.hv(xi_g, xi_d)
             at_g, at_d = ({k: (a[k] - b[k]) / 2 for k in a} for a, b in ((ht_g, h_g), (ht_d, h_d)))
-            weight = torch.tensor(float(lam))
+            weight = torch.as_tensor(lam, dtype=torch.get_default_dtype())  # a number, or a member's value in a sweep
             if align:
                 def dot_(a, b):
                     return sum((a[k] * b[k]).sum() for k in a)
@@ -429,6 +445,12 @@ class CompetitiveGradient(Method):
     def direction(self, game, field, *, reduce=no_reduce, differentiable=False):
         eta, symmetric = self.eta, self.symmetric(game)
         solve = conjugate_gradient if symmetric else gmres
+        if stacked(game):
+            if not symmetric or differentiable:
+                raise ValueError("stacked games (a sweep) solve CGD's system by conjugate gradient per member: use a "
+                                 "loss for which it is symmetric (zero_sum or wasserstein) or solver='cg'; the "
+                                 "spectrum of a member is taken on the member's own model")
+            solve = conjugate_gradient_members
         h12, h21 = self.products(game, field, reduce, create_graph=False)
 
         def matvec(v):  # A v = v - eta^2 H12 H21 v
@@ -456,7 +478,8 @@ class CompetitiveGradient(Method):
                                     lambda v: axpy(-eta * eta, h12_graph(h21_graph(v)), v),
                                     transposed if not symmetric else matvec, tight)
             u_d = axpy(-eta, h21_graph(u_g), field.xi_d)
-        stats = {"cgd/iterations": torch.tensor(float(result.iterations)), "cgd/residual": torch.tensor(result.residual)}
+        stats = {"cgd/iterations": torch.as_tensor(result.iterations).to(torch.get_default_dtype()),
+                 "cgd/residual": torch.as_tensor(result.residual)}
         return Update(u_g, u_d, stats, state=detach(u_g))
 
     def compiled_rule(self, params_g, params_d, learning_rates):

@@ -69,3 +69,28 @@ def tiny_dcgan_config(folder) -> Path:
                       "    discriminator: {class_path: gans.networks.DCGANDiscriminator, init_args: {channels: 1, "
                       "resolution: 32, width: 4}}\n")
     return config
+
+
+def two_processes_equal_one(tmp_path: Path, common: list[str]) -> str:
+    """Train ``train.py *common`` on 2 gloo processes (game_ddp) with batch 32 and in this process with
+    batch 64, and assert that their last checkpoints hold the same parameters (float64 runs);
+    returns the 2-process run's output."""
+    import os
+    import subprocess
+    import sys
+
+    from commands import train
+
+    cmd = [sys.executable, str(Path(train.__file__).parents[1] / "train.py"), *common, "--trainer.strategy", "game_ddp",
+           "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.batch_size", "32",
+           "--trainer.logger.init_args.name", "two"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    train.main([*common, "--data.batch_size", "64", "--trainer.logger.init_args.name", "one"])
+    two, one = (torch.load(tmp_path / name / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+                for name in ("two", "one"))
+    assert one.keys() == two.keys()
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-10, atol=1e-12, msg=key)
+    return done.stdout

@@ -142,6 +142,14 @@ def test_convergence_rows(smoke):
                                                          ("simgd", "altgd", "conopt", "jare", "sga", "eg", "ogd", "cgd",
                                                           "simgd+r1")}
     assert [r["method"] for r in smoke["convergence"]["spectra"]] == ["simgd", "conopt", "jare"]
+    assert [r["gamma"] for r in smoke["convergence"]["gamma"]] == [1.0, 10.0]
+
+
+def test_sweep_cost_rows(smoke):
+    rows = smoke["sweep_cost"]
+    assert [(r["method"], r["members"]) for r in rows] == [(m, n) for m in ("simgd", "jare", "conopt") for n in (1, 2)]
+    assert all(r["member_ms"] > 0 and r["single_ms"] > 0 and r["sweep_ms"] == pytest.approx(r["member_ms"] * r["members"])
+               for r in rows)
 
 
 def test_a_stopped_convergence_study_goes_on_from_its_record(tmp_path, monkeypatch):
@@ -156,13 +164,39 @@ def test_a_stopped_convergence_study_goes_on_from_its_record(tmp_path, monkeypat
 
     monkeypatch.setattr(convergence, "train_run", lambda method, data, seed, *_: Finished(method, data, seed))
     record = tmp_path / "runs.jsonl"
-    first = convergence.convergence_rows([0, 1], 4, 2, str(tmp_path), [], ["simgd"], ["ring"], record)
+    first = convergence.convergence_rows([0, 1], 4, 2, str(tmp_path), [], ["simgd"], ["ring"], record, True)
     assert trained == [("ring", "simgd", 0), ("ring", "simgd", 1)] and len(record.read_text().splitlines()) == 2
-    again = convergence.convergence_rows([0, 1, 2], 4, 2, str(tmp_path), [], ["simgd"], ["ring"], record)
+    again = convergence.convergence_rows([0, 1, 2], 4, 2, str(tmp_path), [], ["simgd"], ["ring"], record, True)
     assert trained[2:] == [("ring", "simgd", 2)]          # seeds 0 and 1 come from the record
     assert again[:2] == first and again[2]["history"] == [{"iteration": 4, "seed": 2}]
-    convergence.convergence_rows([0], 8, 2, str(tmp_path), [], ["simgd"], ["ring"], record)
+    convergence.convergence_rows([0], 8, 2, str(tmp_path), [], ["simgd"], ["ring"], record, True)
     assert trained[3:] == [("ring", "simgd", 0)]          # other iterations: not the same run
+
+
+def test_a_convergence_study_trains_the_seeds_of_a_method_as_one_sweep(tmp_path, monkeypatch):
+    """The missing seeds of a method are one sweep (its members' histories by seed, recorded apart
+    from single runs); a method a sweep cannot train (a penalty) trains single runs."""
+    from benchmarks import convergence
+
+    calls = []
+
+    class Swept:         # a sweep's trainer: SweepMetrics holds every member's records
+        def __init__(self, method, data, seed, iterations, every, folder, extra):
+            calls.append((method, seed, extra[extra.index("--sweep.seeds") + 1] if "--sweep.seeds" in extra else None))
+            count = int(calls[-1][2] or 1)
+            history = [{"iteration": 4, "member": m, "modes_covered": seed + m, "high_quality": 1.0, "kl_uniform": 0.0}
+                       for m in range(count)]
+            self.callbacks = [type("SweepMetrics" if calls[-1][2] else "MixtureMetrics", (), {"history": history})()]
+
+    monkeypatch.setattr(convergence, "train_run", Swept)
+    record = tmp_path / "runs.jsonl"
+    rows = convergence.convergence_rows([0, 1, 2], 4, 2, str(tmp_path), [], ["jare", "simgd+r1"], ["ring"], record, False)
+    assert calls == [("jare", 0, "3"), ("simgd+r1", 0, None), ("simgd+r1", 1, None), ("simgd+r1", 2, None)]
+    assert [r["history"][-1]["modes_covered"] for r in rows[:3]] == [0, 1, 2]
+    convergence.convergence_rows([0, 1, 2, 3], 4, 2, str(tmp_path), [], ["jare"], ["ring"], record, False)
+    assert calls[4:] == [("jare", 3, "1")]                 # seeds 0 to 2 come from the record
+    convergence.convergence_rows([0], 4, 2, str(tmp_path), [], ["jare"], ["ring"], record, True)
+    assert calls[5:] == [("jare", 0, None)]                # a single run is not a sweep's member
 
 
 @pytest.mark.parametrize("method,cls,kw", [("simgd", Vanilla, {}), ("conopt", ConOpt, {"gamma": 10.0}),

@@ -15,7 +15,7 @@ from datamodules import MixtureOfGaussians
 from gans import JARE, SGA, ConOpt, GameDDPStrategy, TwoPlayerGAN, Vanilla, game
 from gans.distributed import mean_across_processes
 from gans.methods import CompetitiveGradient, Extragradient, JacobianRegularization, OptimisticGradient
-from tests.helpers import mlp_gan, quiet_trainer
+from tests.helpers import mlp_gan, quiet_trainer, two_processes_equal_one
 
 STEPS, BATCH = 4, 16
 EXPECTED_SUMMARY: dict[str, str] = {}
@@ -126,26 +126,10 @@ def test_train_py_on_two_processes_equals_one_process_with_the_global_batch(tmp_
     """The README's promise through the command line, callbacks included: 2 processes with batch B end
     with the parameters of 1 process with batch 2B (float64). The latent codes come from the run's own
     stream, whatever the launcher or the model's construction drew from the global generator."""
-    import subprocess
-    import sys
-
-    from commands import train
-
     common = ["--model", model, "--trainer.max_steps", "12", "--trainer.precision", "64-true",
               "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(tmp_path),
               "--model.generator.init_args.width", "16", "--model.discriminator.init_args.width", "16"]
-    cmd = [sys.executable, str(CONFIGS.parent / "train.py"), *common, "--trainer.strategy", "game_ddp",
-           "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.batch_size", "32",
-           "--trainer.logger.init_args.name", "two"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    train.main([*common, "--data.batch_size", "64", "--trainer.logger.init_args.name", "one"])
-    two, one = (torch.load(tmp_path / name / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-                for name in ("two", "one"))
-    assert one.keys() == two.keys()
-    for key in one:
-        torch.testing.assert_close(two[key], one[key], rtol=1e-10, atol=1e-12, msg=key)
+    two_processes_equal_one(tmp_path, common)
 
 
 @pytest.mark.parametrize("strategy", ["game_ddp", "game_ddp_spawn", "ddp"])

@@ -1,0 +1,158 @@
+"""The results of a sweep (``gans.sweep.SweepGAN``) on mixture data: each member's coverage metrics
+during training, its spectra on request, the table ``sweep.csv`` with one row per member, and the
+plots a sweep is run for (every member's curves; the outcome over the grid of two settings)."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+from callbacks.figures import sweep_curves_figure, sweep_map_figure
+from callbacks.periodic import PeriodicEvaluation, Plot, Report
+from datamodules.contracts import MixtureData
+from gans.spectrum import compute_spectrum
+from metrics.mixture import mixture_metrics
+
+#: the outcomes of the table's heat map: (column, title)
+MAP_KEYS = [("modes_covered", "modes covered"), ("high_quality", "high quality (%)")]
+
+
+class SweepMetrics(PeriodicEvaluation):
+    """Every ``every_n_steps`` iterations (and at the end), each member's mode coverage and sample
+    quality from ``num_samples`` samples (the same latent codes for every member, those of
+    ``callbacks.MixtureMetrics`` with the same ``seed``), and for the members in ``spectra`` the
+    Jacobian spectrum of ``field`` (``gans.spectrum.compute_spectrum`` on the member's own model,
+    a top-``k`` search on ``batch_size`` samples). Writes ``sweep_metrics.jsonl`` (every
+    evaluation), ``sweep.csv`` (one row per member: its seed and settings, the last and best
+    metrics, whether and when it diverged), ``plots/sweep_curves.png`` and, when the sweep varies a
+    setting, ``plots/sweep_map.png``: the outcome over the grid of the two settings swept (or of
+    the one setting and the seed).
+
+    Args:
+        spectra: the members whose spectra to compute (``all``, or member indices; none by default:
+            each is a search of its own).
+    """
+
+    journal = "sweep_metrics.jsonl"
+
+    def __init__(self, every_n_steps: int = 2000, num_samples: int = 2500, threshold: float = 3.0, seed: int = 1234,
+                 spectra: Literal["all"] | Sequence[int] | None = None, field: Literal["update", "gradient"] = "update",
+                 k: int = 6, batch_size: int = 64, dtype: Literal["float32", "float64"] = "float32",
+                 tol: float = 1e-4, max_products: int | None = 600, plot: bool = True):
+        super().__init__(every_n_steps)
+        self.num_samples, self.threshold, self.seed, self.plot = num_samples, threshold, seed, plot
+        self.spectra, self.field, self.k, self.batch_size = spectra, field, k, batch_size
+        self.dtype, self.tol, self.max_products = getattr(torch, dtype), tol, max_products
+        self.rows: list[dict] = []
+        self._num_modes = 0
+
+    def spectrum_members(self, count: int) -> list[int]:
+        if self.spectra is None:
+            return []
+        chosen = list(range(count)) if self.spectra == "all" else [int(m) for m in self.spectra]
+        wrong = [m for m in chosen if not 0 <= m < count]
+        if wrong:
+            raise ValueError(f"spectra: the sweep has members 0 to {count - 1}, not {wrong}")
+        return chosen
+
+    def measure(self, trainer, pl_module) -> Report:
+        data = trainer.datamodule
+        if not isinstance(data, MixtureData):
+            raise TypeError(f"SweepMetrics needs mixture data (datamodules.MixtureOfGaussians), got {type(data).__name__}")
+        samples = pl_module.sample(self.num_samples, torch.Generator().manual_seed(self.seed)).float()
+        it, self._num_modes = trainer.global_step, len(data.modes)
+        alive = pl_module.alive.cpu().tolist()
+        records = []
+        for m in range(pl_module.count):
+            values = mixture_metrics(samples[m], data.modes, data.std, self.threshold) if alive[m] else \
+                {"modes_covered": 0, "high_quality": 0.0, "kl_uniform": math.log(len(data.modes))}
+            records.append({"iteration": it, "member": m, "seed": pl_module.seeds[m], **pl_module.settings[m],
+                            **values, "diverged": not alive[m]})
+        for m in self.spectrum_members(pl_module.count):
+            if alive[m]:
+                records[m].update(self._spectrum(pl_module, data, m))
+        self._update_rows(records, pl_module)
+        live = [r for r in records if not r["diverged"]] or records
+        metrics = {"sweep/modes_covered": sum(r["modes_covered"] for r in live) / len(live),
+                   "sweep/high_quality": sum(r["high_quality"] for r in live) / len(live),
+                   "sweep/all_modes": float(sum(r["modes_covered"] == len(data.modes) for r in live))}
+        plots = []
+        if self.plot and trainer.is_global_zero:
+            label = next(iter(pl_module.settings[0]), None)
+            history = [*self.history, *records]
+            plots.append(Plot("sweep_curves", "sweep/curves", sweep_curves_figure(history, len(data.modes), label)))
+            axes = self.map_axes(pl_module.settings[0])
+            if axes is not None:
+                keys = MAP_KEYS + ([("phase_factor", "phase factor")] if any("phase_factor" in r for r in self.rows)
+                                   else [])
+                plots.append(Plot("sweep_map", "sweep/map", sweep_map_figure(
+                    self.rows, *axes, keys, f"iteration {it}: mean over members at each point")))
+        return Report(records, metrics, plots)
+
+    def _spectrum(self, pl_module, data, m: int) -> dict:
+        """Member m's spectrum scalars (phase factor, condition number, stable step, ...)."""
+        model = pl_module.member_model(m).to(pl_module.device)
+        real = data.eval_samples(self.batch_size).to(device=pl_module.device, dtype=pl_module.params_d[0].dtype)
+        z = model.sample_latent(self.batch_size, torch.Generator().manual_seed(self.seed))
+        result = compute_spectrum(model, [real], [z], field=self.field, k=self.k, dtype=self.dtype, tol=self.tol,
+                                  max_products=self.max_products)
+        return result.scalars(model.learning_rates()[0])
+
+    @staticmethod
+    def map_axes(settings: dict) -> tuple[str, str] | None:
+        """The two axes of the heat map: the two settings swept, or the one setting and the seed."""
+        names = list(settings)
+        if len(names) >= 2:
+            return names[0], names[1]
+        return (names[0], "seed") if names else None
+
+    def _update_rows(self, records: list[dict], pl_module) -> None:
+        """The table: each member's last evaluation, its best coverage and quality so far, and the
+        iteration it diverged at (or reached)."""
+        best = {m: (r["best_modes_covered"], r["best_high_quality"]) for m, r in enumerate(self.rows)}
+        self.rows = []
+        for r in records:
+            m = r["member"]
+            old = best.get(m, (0, 0.0))
+            self.rows.append({**{k: v for k, v in r.items() if k != "iteration"},
+                              "best_modes_covered": max(old[0], r["modes_covered"]),
+                              "best_high_quality": max(old[1], r["high_quality"]),
+                              "iteration": pl_module.diverged_at.get(m, r["iteration"])})
+
+    def write(self, trainer, run_dir: Path, report: Report) -> None:
+        super().write(trainer, run_dir, report)
+        if self.rows:
+            columns = list(dict.fromkeys(k for row in self.rows for k in row))
+            with open(run_dir / "sweep.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, columns)
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+    def summary(self) -> str | None:
+        """The sweep's outcome in one line (train.py prints it when training ends)."""
+        if not self.rows:
+            return None
+        full = sum(r["modes_covered"] == self._num_modes and not r["diverged"] for r in self.rows)
+        diverged = [str(r["member"]) for r in self.rows if r["diverged"]]
+        best = max(self.rows, key=lambda r: (not r["diverged"], r["modes_covered"], r["high_quality"]))
+        settings = ", ".join(f"{k}={best[k]:g}" for k in best if k not in SKIP_IN_SUMMARY)
+        return (f"{len(self.rows)} members: {full} cover all {self._num_modes} modes, "
+                f"{len(diverged)} diverged{' (' + ', '.join(diverged) + ')' if diverged else ''}; best member "
+                f"{best['member']} (seed {best['seed']}{', ' + settings if settings else ''}): "
+                f"{best['modes_covered']}/{self._num_modes} modes, {best['high_quality']:.1f}% high quality")
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.rows = list(state_dict.get("rows", []))
+
+
+#: the table's columns that are not swept settings
+SKIP_IN_SUMMARY = {"member", "seed", "modes_covered", "high_quality", "kl_uniform", "diverged", "best_modes_covered",
+                   "best_high_quality", "iteration", "phase_factor", "condition_number", "spectral_radius", "min_real",
+                   "num_negative_real", "stable_step", "contraction"}
