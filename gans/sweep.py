@@ -3,7 +3,8 @@
     members = [gans.JARE(G_i, D_i, latent_dim=64, gamma=g) for ...]   # each exactly as a single run builds it
     sweep = SweepGAN(members, seeds=[0, 1, 2], settings=[{"gamma": 10.0}, ...])
     trainer.fit(sweep, datamodule=...)
-    sweep.member_checkpoint(2)                                           # an ordinary checkpoint of member 2
+    sweep.member_model(2)                                                # member 2 as an ordinary model
+    member_checkpoint(torch.load(path), 2)                               # ... and as an ordinary checkpoint
 
 The members' networks become ``StackedNetworks`` (parameters along a leading member axis, one
 vmapped forward), and everything else is ``TwoPlayerGAN``'s: the method's direction, the update
@@ -338,7 +339,7 @@ class SweepGAN(TwoPlayerGAN):
         logged = {k: v.detach().float()[alive].mean() for k, v in metrics.items()}
         logged.update(scalars)
         logged["sweep/diverged"] = torch.tensor(float(self.count - int(alive.sum())))
-        self.log_dict(logged, on_step=True, on_epoch=False)
+        self.log_dict(logged, on_step=True, on_epoch=False, sync_dist=rank_and_world()[1] > 1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -389,7 +390,6 @@ class SweepGAN(TwoPlayerGAN):
             if net is not None:
                 state.update({f"{prefix}.{k}": v for k, v in net.member_state(index).items()})
         return state
-
 
 
 def member_checkpoint(checkpoint: dict, index: int) -> dict:
