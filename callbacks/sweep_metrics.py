@@ -47,7 +47,7 @@ class SweepMetrics(PeriodicEvaluation):
         self.spectra, self.field, self.k, self.batch_size = spectra, field, k, batch_size
         self.dtype, self.tol, self.max_products = getattr(torch, dtype), tol, max_products
         self.rows: list[dict] = []
-        self._num_modes = 0
+        self._num_modes, self._setting_names = 0, []
 
     def spectrum_members(self, count: int) -> list[int]:
         if self.spectra is None:
@@ -63,7 +63,7 @@ class SweepMetrics(PeriodicEvaluation):
         if not isinstance(data, MixtureData):
             raise TypeError(f"SweepMetrics needs mixture data (datamodules.MixtureOfGaussians), got {type(data).__name__}")
         samples = pl_module.sample(self.num_samples, torch.Generator().manual_seed(self.seed)).float()
-        it, self._num_modes = trainer.global_step, len(data.modes)
+        it, self._num_modes, self._setting_names = trainer.global_step, len(data.modes), list(pl_module.settings[0])
         alive = pl_module.alive.cpu().tolist()
         records = []
         for m in range(pl_module.count):
@@ -138,7 +138,7 @@ class SweepMetrics(PeriodicEvaluation):
         full = sum(r["modes_covered"] == self._num_modes and not r["diverged"] for r in self.rows)
         diverged = [str(r["member"]) for r in self.rows if r["diverged"]]
         best = max(self.rows, key=lambda r: (not r["diverged"], r["modes_covered"], r["high_quality"]))
-        settings = ", ".join(f"{k}={best[k]:g}" for k in best if k not in SKIP_IN_SUMMARY)
+        settings = ", ".join(f"{k}={best[k]:g}" for k in self._setting_names)
         return (f"{len(self.rows)} members: {full} cover all {self._num_modes} modes, "
                 f"{len(diverged)} diverged{' (' + ', '.join(diverged) + ')' if diverged else ''}; best member "
                 f"{best['member']} (seed {best['seed']}{', ' + settings if settings else ''}): "
@@ -151,8 +151,3 @@ class SweepMetrics(PeriodicEvaluation):
         super().load_state_dict(state_dict)
         self.rows = list(state_dict.get("rows", []))
 
-
-#: the table's columns that are not swept settings
-SKIP_IN_SUMMARY = {"member", "seed", "modes_covered", "high_quality", "kl_uniform", "diverged", "best_modes_covered",
-                   "best_high_quality", "iteration", "phase_factor", "condition_number", "spectral_radius", "min_real",
-                   "num_negative_real", "stable_step", "contraction"}

@@ -142,7 +142,7 @@ class SweepGAN(TwoPlayerGAN):
         self._member_rngs: list[torch.Generator] | None = None
         self._member_losses: dict[str, Tensor] | None = None  # each member's losses at the step's parameters
         self._stepped: tuple[list[Tensor], list[Tensor]] | None = None
-        self._member_buffers: list[Tensor] = []
+        self._member_buffers: list[Tensor] = []  # G's and D's member-major buffers (N, parameters of one member)
         self._logged_losses: dict[str, Tensor] = {}
 
     # -- what each member draws ------------------------------------------------------------------
@@ -296,7 +296,7 @@ class SweepGAN(TwoPlayerGAN):
         frozen = None
         if bool(dead.any()):
             directions = [None if d is None else torch.where(per_member(self.alive, d), d, 0.0) for d in directions]
-            frozen = [buffer[dead].clone() for buffer in self.member_buffers()]
+            frozen = [buffer[dead].clone() for buffer in self._member_buffers]
         for stepped, direction in zip(self._stepped, directions):
             parts = [None] * len(stepped) if direction is None else [direction] if len(stepped) == 1 else \
                 list(direction.unbind(0))
@@ -306,15 +306,11 @@ class SweepGAN(TwoPlayerGAN):
         opt.zero_grad(set_to_none=True)
         if frozen is not None:
             with torch.no_grad():
-                for buffer, value in zip(self.member_buffers(), frozen):
+                for buffer, value in zip(self._member_buffers, frozen):
                     buffer[dead] = value
         if counted:
             self.update_ema(self._images_per_iteration)
         return any(d is not None for d in directions)
-
-    def member_buffers(self) -> list[Tensor]:
-        """The two member-major parameter buffers (N, parameters of one member): G's, D's."""
-        return self._member_buffers
 
     @property
     def skipped(self) -> int:
