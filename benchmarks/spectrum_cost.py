@@ -6,12 +6,13 @@
 Trains the default jobs (``python train.py --model jare`` and ``--model conopt``: 4 x 128 ring
 networks, 10,000 iterations, the ring preset's JacobianSpectrum every 5,000) and, at the
 iterations the preset evaluates, times beside it one spectrum of each field with top-6 and top-20
-in the settings of before (float64 products, tol 1e-8, six smallest real parts, ARPACK's default
-Arnoldi vectors, its BLAS threads as they come) and after (the callback's defaults), with the
-eigenvalues' difference; every 1,000 iterations a warm and a cold start side by side; at 5,000 the
-levers one at a time. Then the digits DCGAN: one top-6 spectrum against its iteration. Costs are in
-training iterations: seconds over the median time of an iteration of the same run. Prints tables
-and writes benchmarks/results/spectrum_cost.json.
+in the settings of before (ARPACK: float64 products, tol 1e-8, six smallest real parts, its default
+Arnoldi vectors, its BLAS threads as they come), of the previous release (ARPACK at the callback's
+settings, at least 20 Arnoldi vectors per search) and after (the callback's defaults: one
+Krylov-Schur search for both ends), with the eigenvalues' difference; every 1,000 iterations a
+warm and a cold start side by side; at 5,000 the levers one at a time. Then the digits DCGAN: one
+top-6 spectrum against its iteration. Costs are in training iterations: seconds over the median
+time of an iteration of the same run. Prints tables and writes benchmarks/results/spectrum_cost.json.
 """
 from __future__ import annotations
 
@@ -24,42 +25,60 @@ import time
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from scipy.sparse.linalg import LinearOperator, eigs
+from threadpoolctl import threadpool_limits
 
-import gans.spectrum
 from benchmarks.common import quiet, write_results
 from callbacks import JacobianSpectrum
-from gans.spectrum import compute_spectrum
+from gans.base import preserved_buffers
+from gans.spectrum import JacobianProducts, SpectrumResult, compute_spectrum, converted, field_with_graph, zero_tolerance
 
 #: the callback's defaults (callbacks/jacobian_spectrum.py)
 AFTER = dict(dtype=torch.float32, tol=1e-4, k_smallest=1, max_products=600)
-
-
-@contextlib.contextmanager
-def settings(default_vectors: bool, spinning_blas: bool):
-    """The two switches of the search that are not arguments: ARPACK's default number of Arnoldi
-    vectors (2k + 1, as before) and its BLAS threads left to spin beside torch's (as before); put
-    back afterwards."""
-    vectors, limits = gans.spectrum.MIN_ARNOLDI_VECTORS, gans.spectrum.threadpool_limits
-    if default_vectors:
-        gans.spectrum.MIN_ARNOLDI_VECTORS = 0
-    if spinning_blas:
-        gans.spectrum.threadpool_limits = lambda *a, **kw: contextlib.nullcontext()
-    try:
-        yield
-    finally:
-        gans.spectrum.MIN_ARNOLDI_VECTORS, gans.spectrum.threadpool_limits = vectors, limits
+#: ARPACK at the diagnostic settings (the previous release: its fewest Arnoldi vectors per search)
+ARPACK_AFTER = dict(dtype=torch.float32, tol=1e-4, k_smallest=1, min_vectors=20, spinning_blas=False)
 
 
 def before(k: int) -> dict:
-    return dict(dtype=torch.float64, tol=1e-8, k_smallest=min(k, 6))
+    """The first release's search: ARPACK, float64 products, tol 1e-8, six smallest real parts, its
+    default Arnoldi vectors and its BLAS threads left to spin beside torch's."""
+    return dict(dtype=torch.float64, tol=1e-8, k_smallest=min(k, 6), min_vectors=0, spinning_blas=True)
 
 
-def timed_spectrum(module, batches, field: str, k: int, default_vectors: bool = False, spinning_blas: bool = False,
-                   **options):
-    with settings(default_vectors, spinning_blas):
-        start = time.perf_counter()
+def arpack_spectrum(module, reals, zs, field: str, k: int, k_smallest: int, dtype, tol: float, min_vectors: int,
+                    spinning_blas: bool) -> SpectrumResult:
+    """The top-k spectrum as the releases before Krylov-Schur searched it: one ARPACK search
+    (scipy's ``eigs``) for the largest magnitudes, a second for the smallest real parts, each with
+    max(2 count + 1, ``min_vectors``) Arnoldi vectors."""
+    with preserved_buffers(module.generator, module.discriminator), converted(module.generator, dtype), \
+            converted(module.discriminator, dtype):
+        u, params = field_with_graph(module, [(r.to(dtype), t.to(dtype)) for r, t in zip(reals, zs)], field)
+        ops = JacobianProducts(u, params)
+        op = LinearOperator((ops.n, ops.n), dtype=np.float64,
+                            matvec=lambda v: ops(torch.as_tensor(v.real, dtype=torch.float64)).numpy())
+        v0 = np.random.default_rng(0).standard_normal(ops.n)
+        found = []
+        limit = contextlib.nullcontext() if spinning_blas else threadpool_limits(1, user_api="blas")
+        with limit:
+            for which, count in (("LM", k), ("SR", k_smallest)):
+                ncv = min(ops.n - 1, max(2 * count + 1, min_vectors))
+                found.append(eigs(op, k=count, which=which, tol=tol, v0=v0, ncv=ncv, maxiter=max(300, 20 * count),
+                                  return_eigenvectors=False))
+    largest, smallest = found
+    same = 10 * max(tol, 1e-6) * np.abs(largest).max()
+    values = np.concatenate([largest, [z for z in smallest if not np.any(np.abs(largest - z) <= same)]])
+    return SpectrumResult(values, field=field, mode="topk", num_params=ops.n, zero_tol=zero_tolerance(dtype),
+                          products=ops.matvecs)
+
+
+def timed_spectrum(module, batches, field: str, k: int, **options):
+    """A spectrum and its seconds: ARPACK's (``arpack_spectrum``) when ``options`` name its vectors."""
+    start = time.perf_counter()
+    if "min_vectors" in options:
+        result = arpack_spectrum(module, *batches, field=field, k=k, **options)
+    else:
         result = compute_spectrum(module, *batches, field=field, k=k, **options)
-        return result, time.perf_counter() - start
+    return result, time.perf_counter() - start
 
 
 def difference(result, reference) -> float:
@@ -98,10 +117,12 @@ class Beside(pl.Callback):
         if self.every and it % self.every == 0:
             for field in ("gradient", "update"):
                 for k in self.ks:
-                    old, old_s = timed_spectrum(module, batches, field, k, True, True, **before(k))
+                    old, old_s = timed_spectrum(module, batches, field, k, **before(k))
+                    arpack, arpack_s = timed_spectrum(module, batches, field, k, **ARPACK_AFTER)
                     new, new_s = timed_spectrum(module, batches, field, k, **AFTER)
                     Beside.rows.append({"case": "before/after", "iteration": it, "field": field, "k": k,
-                                        "before_s": old_s, "before_products": old.products, "after_s": new_s,
+                                        "before_s": old_s, "before_products": old.products, "arpack_s": arpack_s,
+                                        "arpack_products": arpack.products, "after_s": new_s,
                                         "after_products": new.products, "difference": difference(new, old),
                                         "min_real_difference": abs(new.min_real - old.min_real) / old.spectral_radius,
                                         "truncated": new.truncated})
@@ -116,15 +137,17 @@ class Beside(pl.Callback):
 
     def levers(self, it: int, module, batches) -> None:
         """Before, then one setting changed at a time towards after (update field, top-6)."""
-        f32 = {**before(6), "dtype": torch.float32}
-        steps = [("before", True, True, before(6)),
-                 ("+ ARPACK's BLAS on one thread", True, False, before(6)),
-                 ("+ float32 products", True, False, f32),
-                 ("+ tol 1e-4", True, False, {**f32, "tol": 1e-4}),
-                 ("+ 1 smallest, >= 20 vectors (after)", False, False, AFTER)]
+        one_thread = {**before(6), "spinning_blas": False}
+        f32 = {**one_thread, "dtype": torch.float32}
+        steps = [("before", before(6)),
+                 ("+ ARPACK's BLAS on one thread", one_thread),
+                 ("+ float32 products", f32),
+                 ("+ tol 1e-4", {**f32, "tol": 1e-4}),
+                 ("+ 1 smallest, >= 20 vectors", ARPACK_AFTER),
+                 ("+ Krylov-Schur, both ends (after)", AFTER)]
         reference = None
-        for name, default_vectors, spinning_blas, options in steps:
-            result, seconds = timed_spectrum(module, batches, "update", 6, default_vectors, spinning_blas, **options)
+        for name, options in steps:
+            result, seconds = timed_spectrum(module, batches, "update", 6, **options)
             reference = reference or result
             Beside.rows.append({"case": "lever", "iteration": it, "lever": name, "seconds": seconds,
                                 "products": result.products, "difference": difference(result, reference)})
@@ -204,14 +227,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def print_tables(rows: list[dict], runs: list[dict]) -> None:
     print(f"\n{'model':7s} {'it':>6s} {'field':9s} {'k':>3s} {'before s':>9s} {'its':>6s} {'prods':>6s} "
-          f"{'after s':>8s} {'its':>5s} {'prods':>6s} {'ratio':>6s} {'difference':>10s} {'min Re':>8s}")
+          f"{'ARPACK s':>9s} {'its':>5s} {'prods':>6s} {'after s':>8s} {'its':>5s} {'prods':>6s} {'ratio':>6s} "
+          f"{'vs ARPACK':>9s} {'difference':>10s} {'min Re':>8s}")
     for r in (r for r in rows if r["case"] == "before/after"):
         print(f"{r['model']:7s} {r['iteration']:6d} {r['field']:9s} {r['k']:3d} {r['before_s']:9.2f} "
-              f"{r['before_iterations']:6.0f} {r['before_products']:6d} {r['after_s']:8.2f} {r['after_iterations']:5.0f} "
-              f"{r['after_products']:6d} {r['before_s'] / r['after_s']:6.1f} {r['difference']:10.1e} {r['min_real_difference']:8.1e}")
-    print(f"\n{'model':7s} {'lever (update field, top-6)':36s} {'seconds':>8s} {'products':>9s} {'difference':>10s}")
+              f"{r['before_iterations']:6.0f} {r['before_products']:6d} {r['arpack_s']:9.2f} {r['arpack_iterations']:5.0f} "
+              f"{r['arpack_products']:6d} {r['after_s']:8.2f} {r['after_iterations']:5.0f} {r['after_products']:6d} "
+              f"{r['before_s'] / r['after_s']:6.1f} {r['arpack_s'] / r['after_s']:9.1f} {r['difference']:10.1e} "
+              f"{r['min_real_difference']:8.1e}")
+    print(f"\n{'model':7s} {'lever (update field, top-6)':38s} {'seconds':>8s} {'products':>9s} {'difference':>10s}")
     for r in (r for r in rows if r["case"] == "lever"):
-        print(f"{r['model']:7s} {r['lever']:36s} {r['seconds']:8.2f} {r['products']:9d} {r['difference']:10.1e}")
+        print(f"{r['model']:7s} {r['lever']:38s} {r['seconds']:8.2f} {r['products']:9d} {r['difference']:10.1e}")
     print(f"\n{'model':7s} {'it':>6s} {'cold s':>7s} {'prods':>6s} {'warm s':>7s} {'prods':>6s} {'difference':>10s}")
     for r in (r for r in rows if r["case"] == "warm start"):
         print(f"{r['model']:7s} {r['iteration']:6d} {r['cold_s']:7.2f} {r['cold_products']:6d} {r['warm_s']:7.2f} "

@@ -29,7 +29,7 @@ class JacobianSpectrum(PeriodicEvaluation):
             direction has none, the optimistic one), ``gradient`` (H of the plain field xi), or ``both``.
         k: eigenvalues per evaluation: ``None`` for the full spectrum when the model has at most
             ``max_full_params`` parameters and the top 20 (plus the smallest real parts) otherwise;
-            an int for the k of largest magnitude with ARPACK.
+            an int for the k of largest magnitude (one Krylov-Schur search, gans.eigensolver).
         k_smallest: with top-k, how many eigenvalues of smallest real part to find besides.
         num_batches, batch_size: the evaluation data: ``num_batches`` fixed batches whose fields are
             averaged (as in the ConOpt analysis). Real data come from the datamodule's
@@ -39,7 +39,7 @@ class JacobianSpectrum(PeriodicEvaluation):
             generator's learning rate).
         dtype: the precision of the Jacobian products (``float32``: eigenvalues within about 1e-7 of
             the spectral radius of float64's, at a lower cost; ``float64`` for small eigenvalues).
-        tol: ARPACK's relative tolerance (1e-4: the eigenvalues a diagnostic reads).
+        tol: the search's relative tolerance (1e-4: the eigenvalues a diagnostic reads).
         max_products: the budget of Jacobian products per field and evaluation (None: no limit);
             when it runs out the eigenvalues that converged are reported, with a warning.
         warm_start: begin each search from the previous evaluation's Ritz vectors (kept in
@@ -67,8 +67,9 @@ class JacobianSpectrum(PeriodicEvaluation):
             raise ValueError(f"field must be 'update', 'gradient' or 'both', got {field!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if max_products is not None and max_products < 1:
-            raise ValueError(f"max_products must be a positive number of products (or null for no limit), got {max_products}")
+        if max_products is not None and max_products < (k or 1) + k_smallest + 2:
+            raise ValueError(f"max_products must leave one search room for k + k_smallest + 2 = {(k or 1) + k_smallest + 2} "
+                             f"products (or be null for no limit), got {max_products}")
         super().__init__(every_n_steps, at_start=True, at_end=False)
         self.k, self.k_smallest, self.num_batches, self.batch_size = k, k_smallest, num_batches, batch_size
         self.fields = ["update", "gradient"] if field == "both" else [field]

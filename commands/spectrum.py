@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=4321, help="seed of the latent codes")
     parser.add_argument("--k-smallest", type=int, default=1, help="eigenvalues of smallest real part besides (top-k)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="precision of the Jacobian products")
-    parser.add_argument("--tol", type=float, default=1e-4, help="ARPACK's relative tolerance (top-k)")
+    parser.add_argument("--tol", type=float, default=1e-4, help="the eigenvalue search's relative tolerance (top-k)")
     parser.add_argument("--max-products", type=int, default=None, help="budget of Jacobian products per field (top-k)")
     parser.add_argument("--preconditioned", action="store_true",
                         help="the spectrum of P^-1 J with P from the checkpoint's optimizer state (RMSProp, Adam, ...)")

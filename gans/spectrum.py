@@ -1,7 +1,7 @@
 """Eigenvalues of the game Jacobian: the phase factor and the conditioning factor.
 
     result = compute_spectrum(model, real, z, field="update", k=None)   # full spectrum, float64
-    result = compute_spectrum(model, real, z, k=20)                      # ARPACK, top-20 + smallest real parts
+    result = compute_spectrum(model, real, z, k=20)                      # top-20 + the smallest real part
     result = compute_spectrum(model, real, z, k=6, dtype=torch.float32, tol=1e-4,
                               max_products=600, start=previous.start)   # the callback's diagnostic settings
 
@@ -31,11 +31,11 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from gans.base import TwoPlayerGAN, preserved_buffers
+from gans.eigensolver import both_ends
 
 #: the vector field whose Jacobian a spectrum is of: H (xi itself) or the update direction u
 SpectrumField = Literal["gradient", "update"]
@@ -162,7 +162,7 @@ def field_with_graph(module, batches: list[tuple[Tensor, Tensor]], field: Spectr
 
 
 class JacobianProducts:
-    """J^T v for the Jacobian J of ``field`` with respect to ``params``, as float64 numpy vectors;
+    """J^T v for the Jacobian J of ``field`` with respect to ``params`` (called with a float64 vector);
     with ``scale`` (a vector d over the parameters) the products of diag(d) J, J^T (d * v); with
     ``distributed``, the average of the products over all processes. ``on_product(1)`` is called
     after each product (a progress display)."""
@@ -197,10 +197,10 @@ class JacobianProducts:
             t /= dist.get_world_size()
         return t
 
-    def rmatvec(self, v: np.ndarray) -> np.ndarray:
+    def __call__(self, v: Tensor) -> Tensor:
+        """J^T v for a float64 vector ``v``, in float64."""
         self.matvecs += 1
-        vt = torch.as_tensor(np.ascontiguousarray(v.real), dtype=self.ref.dtype, device=self.ref.device)
-        out = self._mean(self._local(vt)).double().cpu().numpy()
+        out = self._mean(self._local(v.to(self.ref.dtype))).to(v.dtype)
         self.on_product(1)
         return out
 
@@ -220,51 +220,12 @@ class JacobianProducts:
 
 # -- eigenvalues -----------------------------------------------------------------------------------
 
-#: Arnoldi vectors per search at least: the smallest-real-part end of a GAN's spectrum is a cluster,
-#: and a few more vectors than ARPACK's default 2k + 1 converge on it in fewer products in all
-MIN_ARNOLDI_VECTORS = 20
-
-
-def arnoldi_vectors(n: int, count: int) -> int:
-    """ARPACK's ``ncv`` for ``count`` eigenvalues of an n x n operator."""
-    return min(n - 1, max(2 * count + 1, MIN_ARNOLDI_VECTORS))
-
-
-def _search(op: LinearOperator, which: str, count: int, tol: float, v0: np.ndarray,
-            budget: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """One ARPACK search (eigenvalues, eigenvectors of the operator: left eigenvectors of J), within
-    ``budget`` products when one is given (at least ``count + 5``)."""
-    ncv = arnoldi_vectors(op.shape[0], count)
-    maxiter = max(300, 20 * count)
-    if budget is not None:  # the most vectors and restarts whose worst case (search_products) fits
-        ncv = max(count + 2, min(ncv, count + (budget - 1 - count) // 2))
-        maxiter = max(1, (budget - 1 - count) // (ncv - count) - 1)
-    # ARPACK's own BLAS threads would spin between the products and slow torch's threads down
-    # several times over (docs/spectra.md, "What it costs"): the Arnoldi algebra is cheap next to a product
-    with threadpool_limits(1, user_api="blas"):
-        try:
-            return eigs(op, k=count, which=which, tol=tol, v0=v0, ncv=ncv, maxiter=maxiter)
-        except ArpackNoConvergence as err:  # keep what converged rather than fail a training run
-            return err.eigenvalues, err.eigenvectors
-
-
-def search_products(count: int, ncv: int, maxiter: int) -> int:
-    """The most products ARPACK's implicitly restarted Arnoldi (dnaupd) takes: ``count`` for the first
-    factorisation, then at most ``ncv - count`` per restart for ``maxiter + 1`` rounds (it checks the
-    count after the round), and one more for the starting vector."""
-    return count + 1 + (maxiter + 1) * (ncv - count)
-
-
-def _restart_vector(vectors: np.ndarray) -> np.ndarray:
-    """One real starting vector in the span of the Ritz vectors found (ARPACK takes one)."""
-    return (vectors.real.sum(axis=1) + vectors.imag.sum(axis=1)) if vectors.size else np.zeros(0)
-
 
 def _topk(ops: JacobianProducts, k: int, k_smallest: int, tol: float, seed: int, max_products: int | None,
-          start: dict[str, np.ndarray] | None) -> tuple[np.ndarray, bool, dict[str, np.ndarray]]:
-    """The k eigenvalues of largest magnitude and the ``k_smallest`` of smallest real part, by ARPACK
-    on rank 0 (under torch.distributed the other ranks serve products until told to stop), whether
-    a search stopped short of its count, and the vectors to start the next search from."""
+          start: dict[str, np.ndarray] | None, floor: float) -> tuple[np.ndarray, bool, dict[str, np.ndarray]]:
+    """The k eigenvalues of largest magnitude and the ``k_smallest`` of smallest real part, by one
+    Krylov-Schur search on rank 0 (under torch.distributed the other ranks serve products until told
+    to stop), whether it stopped short of them, and the vector to start the next search from."""
     n = ops.n
     for name, count in (("k", k), ("k_smallest", k_smallest)):
         if not 0 < count < n - 1:
@@ -279,36 +240,29 @@ def _topk(ops: JacobianProducts, k: int, k_smallest: int, tol: float, seed: int,
             if msg[0] == 0:
                 values, truncated = _from_rank0(None)
                 return values, truncated, {}
-            ops.rmatvec(msg[1:].cpu().numpy())
+            ops(msg[1:].double())
 
-    def matvec(v):
+    def matvec(v: Tensor) -> Tensor:
         if ops.distributed:
-            msg = torch.cat([torch.ones(1, **wire), torch.as_tensor(v.real, **wire)])
+            msg = torch.cat([torch.ones(1, **wire), v.to(**wire)])
             dist.broadcast(msg, 0)
-            v = msg[1:].cpu().numpy()  # rank 0 multiplies what the others received
-        return ops.rmatvec(v)
+            v = msg[1:].double()  # rank 0 multiplies what the others received
+        return ops(v)
 
-    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    cold = np.random.default_rng(seed).standard_normal(n)
-    found, restart, truncated = [], {}, False
-    for which, count in (("LM", k), ("SR", k_smallest)):
-        v0 = (start or {}).get(which)
-        v0 = v0 if v0 is not None and v0.shape == (n,) and np.any(v0) else cold
-        # the first search leaves the second at least one Arnoldi factorisation of the budget
-        reserve = search_products(k_smallest, arnoldi_vectors(n, k_smallest), 1) if which == "LM" else 0
-        budget = None if max_products is None else max(max_products - ops.matvecs - reserve, 1)
-        values, vectors = _search(op, which, count, tol, v0, budget)
-        found.append(values)
-        truncated |= len(values) < count
-        restart[which] = _restart_vector(vectors)
-    largest, smallest = found
-    # the two searches can find the same eigenvalue (each to its tolerance): keep it once
-    same = 10 * max(tol, 1e-6) * (np.abs(largest).max() if len(largest) else 1.0)
-    values = np.concatenate([largest, [z for z in smallest if not np.any(np.abs(largest - z) <= same)]])
+    v0 = (start or {}).get("krylov")
+    if v0 is None or v0.shape != (n,) or not np.any(v0):
+        v0 = np.random.default_rng(seed).standard_normal(n)
+    # scipy's OpenBLAS threads would spin between the small dense steps and slow torch's threads down
+    # several times over (docs/spectra.md, "What it costs")
+    with threadpool_limits(1, user_api="blas"):
+        found = both_ends(matvec, torch.as_tensor(v0, dtype=torch.float64, device=ops.ref.device), k_largest=k,
+                          k_smallest=k_smallest, tol=tol, max_products=max_products, floor=floor)
+    # an eigenvalue can be both among the largest and the smallest real parts (in a small operator): keep it once
+    values = np.concatenate([found.largest, [z for z in found.smallest if not np.any(found.largest == z)]])
     if ops.distributed:
         dist.broadcast(torch.zeros(n + 1, **wire), 0)
-        _from_rank0((values, truncated))
-    return values, truncated, restart
+        _from_rank0((values, not found.converged))
+    return values, not found.converged, {"krylov": found.restart}
 
 
 def _from_rank0(obj):
@@ -341,15 +295,16 @@ def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tenso
         z: the latent codes of each batch, as ``real``.
         field: ``gradient`` (H of xi) or ``update`` (the Jacobian of the method's direction).
         k: ``None`` for the full spectrum (dense Jacobian, numpy eigvals); an int for the k
-            eigenvalues of largest magnitude plus the ``k_smallest`` of smallest real part, by ARPACK.
+            eigenvalues of largest magnitude plus the ``k_smallest`` of smallest real part, by one
+            Krylov-Schur search (``gans.eigensolver``).
         dtype: the precision of the products (float64 by default; ``None`` keeps the model's).
-            ARPACK itself always works in float64; float32 products move the eigenvalues by about
+            The search itself always works in float64; float32 products move the eigenvalues by about
             1e-7 of the spectral radius (docs/spectra.md) and cost less.
-        tol: ARPACK's relative tolerance (top-k only).
+        tol: the relative tolerance of the search (top-k only; ``gans.eigensolver``).
         max_products: a budget of Jacobian products for the top-k search (None: until converged);
             when it runs out, the eigenvalues that converged are returned (``result.truncated``).
         max_full_params: refuse a dense spectrum above this size (its cost grows like n^3).
-        seed: the seed of ARPACK's starting vector (top-k only).
+        seed: the seed of the search's starting vector (top-k only).
         start: a previous result's ``start`` (a warm start near those parameters; top-k only).
         preconditioner: a vector d over the parameters (``params_g`` then ``params_d``): the
             spectrum of diag(d) J (``gans.optim.preconditioner`` gives the one of an adaptive optimizer).
@@ -394,7 +349,8 @@ def _spectrum(module, reals, zs, *, field, k, k_smallest, dtype, tol, max_produc
                                  f"(limit max_full_params={max_full_params}); ask for the top eigenvalues with k=20")
             values, mode = np.linalg.eigvals(ops.dense()), "full"
         else:
-            values, truncated, restart = _topk(ops, k, k_smallest, tol, seed, max_products, start)
+            values, truncated, restart = _topk(ops, k, k_smallest, tol, seed, max_products, start,
+                                               floor=zero_tolerance(target))
             mode = "topk"
     return SpectrumResult(values, field=field, mode=mode, num_params=ops.n, zero_tol=zero_tolerance(target),
                           products=ops.matvecs if mode == "topk" else ops.n, truncated=truncated, start=restart)

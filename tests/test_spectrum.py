@@ -217,7 +217,7 @@ def test_a_warm_start_finds_the_eigenvalues_of_a_cold_one():
     model = small_gan()
     real, z = batch()
     first = compute_spectrum(model, real, z, k=6, **DIAGNOSTIC)
-    assert set(first.start) == {"LM", "SR"} and first.start["LM"].shape == (first.num_params,)
+    assert set(first.start) == {"krylov"} and first.start["krylov"].shape == (first.num_params,)
     with torch.no_grad():  # the parameters a little further on
         for p in model.parameters():
             p.add_(1e-3 * torch.randn_like(p))
@@ -238,6 +238,15 @@ def test_a_product_budget_bounds_the_search_and_says_so():
     assert len(cut.eigenvalues) < len(free.eigenvalues)
     for budget in (25, 60, 100, 150):
         assert compute_spectrum(model, real, z, k=8, tol=1e-12, max_products=budget).products <= budget
+
+
+def test_a_budget_too_small_for_one_search_is_refused_in_one_line():
+    from callbacks import JacobianSpectrum
+
+    with pytest.raises(ValueError, match=r"max_products at least 10 \(k \+ k_smallest \+ 2\)"):
+        compute_spectrum(small_gan(), *batch(), k=7, max_products=9)
+    with pytest.raises(ValueError, match=r"max_products must leave one search room for k \+ k_smallest \+ 2 = 9"):
+        JacobianSpectrum(k=6, max_products=8)
 
 
 def test_products_are_counted_for_a_progress_display():
@@ -373,7 +382,7 @@ def test_resume_with_warm_starts_searches_as_an_uninterrupted_run(tmp_path):
     straight = fit(30, tmp_path / "straight")
     fit(20, tmp_path / "stopped")
     resumed = fit(30, tmp_path / "stopped", ckpt_path=str(tmp_path / "stopped" / "last.ckpt"))
-    assert set(resumed._start["update"]) == {"LM", "SR"}
+    assert set(resumed._start["update"]) == {"krylov"}
     drop = ("seconds",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history] == \
            [{k: v for k, v in r.items() if k not in drop} for r in straight.history]
