@@ -67,9 +67,8 @@ class JacobianSpectrum(PeriodicEvaluation):
             raise ValueError(f"field must be 'update', 'gradient' or 'both', got {field!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if max_products is not None and max_products < (k or 1) + k_smallest + 2:
-            raise ValueError(f"max_products must leave one search room for k + k_smallest + 2 = {(k or 1) + k_smallest + 2} "
-                             f"products (or be null for no limit), got {max_products}")
+        if max_products is not None and max_products < 1:
+            raise ValueError(f"max_products must be a positive number of products (or null for no limit), got {max_products}")
         super().__init__(every_n_steps, at_start=True, at_end=False)
         self.k, self.k_smallest, self.num_batches, self.batch_size = k, k_smallest, num_batches, batch_size
         self.fields = ["update", "gradient"] if field == "both" else [field]
