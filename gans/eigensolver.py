@@ -8,9 +8,9 @@ magnitude (spectral radius, phase factor) and of smallest real part (stability, 
 ARPACK (scipy's ``eigs``) serves one end per search, so each end's search rebuilds the Krylov basis
 the other already had, and its implicit restarts keep a fixed number of vectors. Krylov-Schur
 (Stewart, SIAM J. Matrix Anal. Appl. 23, 2001) restarts by truncating a sorted real Schur form, so
-one basis can keep the wanted values of both ends at once; on the default ring games it takes about
-half of ARPACK's products for the same accuracy (docs/spectra.md, "What it costs"). scipy, torch and
-the other libraries this project uses offer no Krylov-Schur, hence this file.
+one basis can keep the wanted values of both ends at once, with fewer products for the same
+accuracy (measured in docs/spectra.md, "What it costs"). scipy, torch and the other libraries this
+project uses offer no Krylov-Schur, hence this file.
 
 The algorithm keeps A V = V S + v b^T with V (n x p) orthonormal, v orthogonal to V and S small:
   1. Arnoldi extends V to m columns (classical Gram-Schmidt twice), S to m x m, b to beta e_m.
@@ -47,8 +47,8 @@ class BothEnds:
 
 def basis_size(n: int, wanted: int) -> int:
     """Krylov vectors m for ``wanted`` values of an n x n operator: room for them, as many again to
-    restart with, and at least 30 (fewer products in all on the clustered small end of a GAN's
-    spectrum, docs/spectra.md)."""
+    restart with, and at least 30 (the clustered small end of a GAN's spectrum converges in fewer
+    products in all with a larger basis: docs/spectra.md)."""
     return min(n, max(2 * wanted + 8, 30))
 
 
