@@ -107,7 +107,8 @@ def gamma_rows(seeds: list[int], gammas: list[float], iterations: int, every: in
         FIGURES.mkdir(parents=True, exist_ok=True)
         table = next(cb.rows for cb in trainer.callbacks if type(cb).__name__ == "SweepMetrics")
         sweep_map_figure(table, "gamma", "seed", MAP_KEYS, f"JARE on the ring, {iterations} iterations: "
-                         f"{len(table)} members in one run").savefig(FIGURES / "sweep_jare_gamma.png")
+                         f"{len(table)} members in one run", ranges={"modes_covered": (0, len(trainer.datamodule.modes))}
+                         ).savefig(FIGURES / "sweep_jare_gamma.png")
     return [{"gamma": gamma, "seed": seed, "seconds": seconds, **members[g * len(seeds) + i][-1]}
             for g, gamma in enumerate(gammas) for i, seed in enumerate(seeds)]
 

@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# The GPU-sized benchmark cases, for whenever a GPU is available (under 8 minutes on one GPU):
-# the step cost of every method on the 32x32 DCGAN at batch 64 (ours against the eager loop), the
-# FID feature-extraction rates, and the Semi-StyleGAN networks' images/s at 256 and 1024. Prints the tables; results in benchmarks/results/*_cuda.json.
+# Whenever a GPU is available, in one call (about 6 minutes on one H100; the device tool allows 10):
+#   1. correctness first: python -m benchmarks.gpu_check, every check printing PASS or FAIL (every method's
+#      step with its statistics all-reduced through NCCL, spectra at a run's start, optimistic and CGD
+#      resumed on the GPU, the compiled step with CUDA graphs, bf16, an image run with EMA and FID/KID, a
+#      compiled sweep, torchrun with game_ddp, deterministic mode, TF32 kept out of the second-order step,
+#      the 16-mixed refusal; with two GPUs visible also 2 processes = 1, a sweep, FID and a failing process);
+#   2. then the timings: every method's step on the 32x32 DCGAN and the JARE paper's 4 x 256 networks (ours
+#      eager against the plain loop), FID feature extraction, the Semi-StyleGAN networks.
+# Each part has a time limit of its own, so that one slow part cannot take the others' time. Results in
+# benchmarks/results/gpu_check.json and *_cuda.json; the exit status is the checks' (timings do not fail it).
 #   bash benchmarks/gpu_check.sh
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0), 'torch', torch.__version__)"
-python -m benchmarks.step_cost --device cuda --sizes dcgan ring256 --repeats 5 --iterations 50
-python -m benchmarks.fid_cost --device cuda
-python -m benchmarks.stylegan_cost --device cuda --cases 256 1024
+python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0), 'x', torch.cuda.device_count(), '| torch', torch.__version__)" || exit 1
+timeout 300 python -m benchmarks.gpu_check
+checks=$?
+timeout 100 python -m benchmarks.step_cost --device cuda --sizes dcgan ring256 --repeats 3 --iterations 30 \
+    || echo "step_cost: did not finish (exit $?)"
+timeout 60 python -m benchmarks.fid_cost --device cuda || echo "fid_cost: did not finish (exit $?)"
+timeout 60 python -m benchmarks.stylegan_cost --device cuda --cases 256 1024 --repeats 2 || echo "stylegan_cost: did not finish (exit $?)"
+exit "$checks"

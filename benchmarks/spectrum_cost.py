@@ -113,7 +113,7 @@ class Beside(pl.Callback):
     def measure(self, trainer, module) -> None:
         it = trainer.global_step
         spectrum = next(c for c in trainer.callbacks if isinstance(c, JacobianSpectrum))
-        batches = spectrum._eval_batches(trainer, module)
+        batches = spectrum.settings.batches(module, spectrum._real_samples(trainer), trainer.global_rank, trainer.world_size)
         if self.every and it % self.every == 0:
             for field in ("gradient", "update"):
                 for k in self.ks:

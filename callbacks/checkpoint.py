@@ -1,6 +1,8 @@
 """The end of training always writes the final state to ``last.ckpt``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -16,12 +18,19 @@ class FinalCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
         for callback in trainer.checkpoint_callbacks:
-            if not (isinstance(callback, ModelCheckpoint) and callback.save_last and callback.last_model_path):
+            if not (isinstance(callback, ModelCheckpoint) and callback.save_last):
+                continue
+            # a resumed run whose checkpoint folder is spelled differently (a relative and an absolute
+            # path) has no last_model_path: Lightning reloads it only for the same spelling
+            path = callback.last_model_path or (callback.dirpath and str(
+                Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"))
+            if not path:
                 continue
             try:
-                current = iteration(read_checkpoint(callback.last_model_path)) == trainer.global_step
+                current = iteration(read_checkpoint(path)) == trainer.global_step
             except CheckpointError:
                 current = False
             # every rank asks (trainer.save_checkpoint is a collective); rank 0's file decides
             if not trainer.strategy.broadcast(current):
-                trainer.save_checkpoint(callback.last_model_path, weights_only=callback.save_weights_only)
+                trainer.save_checkpoint(path, weights_only=callback.save_weights_only)
+                callback.last_model_path = path

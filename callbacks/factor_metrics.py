@@ -79,8 +79,8 @@ class DisentanglementMetrics(PeriodicEvaluation):
             with progress(trainer, "evaluator encoder (once per data set)", self.evaluator_steps, "steps",
                           enabled=trainer.is_global_zero) as report:
                 self.encoder_star, self.evaluator_error = cached_evaluator(
-                    datamodule, pl_module.factor_indices, self.cache_dir, steps=self.evaluator_steps,
-                    barrier=trainer.strategy.barrier, report=report)
+                    datamodule, pl_module.factor_indices, self.cache_dir, steps=self.evaluator_steps, report=report,
+                    device=pl_module.device)
 
     def score(self, pl_module, datamodule) -> dict:
         """The four metrics and their per-factor errors (``metrics.disentanglement.scores``)."""

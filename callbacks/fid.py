@@ -9,15 +9,21 @@ process draws identically and slices by rank (contiguous blocks), so the value d
 the number of processes; each process extracts the features of its block, and every process calls
 ``compute`` (torchmetrics gathers the states: a rank that skipped it would hang the others).
 The real statistics are computed once, stored under ``cache_dir`` keyed by the data set's
-fingerprint, the extractor's weights and the sample count, and loaded on rank 0 (summed states
-then hold them exactly once).
+fingerprint, the extractor's weights and the sample count. Rank 0 alone decides whether the cache
+holds them and reads it, and hands them to the others (a cache on a node-local disk, or a shared
+file system that shows a new file late, must not split the processes between reading and
+computing: only those computing would enter the collectives). Features are extracted in full
+float32 (no TF32: ``gans.precision``), and an interrupt stops an evaluation between two batches
+on every process alike.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -31,8 +37,12 @@ from callbacks.figures import fid_curve
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.progress import progress
 from datamodules.contracts import ImageData
-from gans.distributed import block, rank_and_world
-from metrics.cache import atomic_save, cache_root, cached
+from gans import interrupt
+from gans.checkpoint import atomic_save
+from gans.distributed import block, from_rank0, rank_and_world
+from gans.precision import full_float32
+from gans.streams import cpu_seeded
+from metrics.cache import cache_root, cached
 from metrics.features import ClassifierFeatures, InceptionFeatures, module_digest, train_classifier
 from metrics.fid import feature_statistics, frechet_with_reference, kernel_with_reference
 
@@ -97,27 +107,29 @@ class FID(PeriodicEvaluation):
         # Build the extractor before training: a missing weights file should stop the run now,
         # not after the first few thousand iterations.
         if stage == "fit" and self.extractor is None:
-            self.extractor = self.build_extractor(trainer.datamodule, trainer.strategy.barrier)
+            self.extractor = self.build_extractor(trainer.datamodule, pl_module.device)
 
-    def build_extractor(self, datamodule, barrier=lambda: None) -> nn.Module:
+    def build_extractor(self, datamodule, device: torch.device | str = "cpu") -> nn.Module:
         if isinstance(self.feature_extractor, nn.Module):
             return self.feature_extractor.eval().requires_grad_(False)
         if self.feature_extractor == "inception":
             return InceptionFeatures(self.feature_weights_path, self.antialias)
-        return self.trained_classifier(datamodule, barrier)
+        return self.trained_classifier(datamodule, device)
 
-    def trained_classifier(self, datamodule, barrier) -> nn.Module:
-        """The data set's classifier: trained on rank 0 the first time, then read from the cache."""
+    def trained_classifier(self, datamodule, device: torch.device | str = "cpu") -> nn.Module:
+        """The data set's classifier: trained on rank 0 (on ``device``) the first time, then read
+        from the cache; every process gets rank 0's."""
         if not isinstance(datamodule, ImageData) or datamodule.num_classes is None:
             raise ValueError(f"feature_extractor='classifier' needs labelled data (a data module with num_classes), "
                              f"{type(datamodule).__name__} has none; use feature_extractor='inception' or pass a module")
         channels, num_classes = datamodule.sample_shape[0], datamodule.num_classes
 
         def train() -> dict:
-            net, accuracy = train_classifier(datamodule.eval_dataset(), channels, num_classes, seed=self.seed)
+            net, accuracy = train_classifier(datamodule.eval_dataset(), channels, num_classes, seed=self.seed,
+                                             device=device)
             return {"state_dict": net.state_dict(), "accuracy": accuracy}
 
-        saved = cached(self.cache_dir / f"classifier-{datamodule.fingerprint()}-{self.seed}.pt", train, barrier)
+        saved = cached(self.cache_dir / f"classifier-{datamodule.fingerprint()}-{self.seed}.pt", train)
         net = ClassifierFeatures(channels, num_classes)
         net.load_state_dict(saved["state_dict"])
         self.classifier_accuracy = saved["accuracy"]
@@ -129,7 +141,8 @@ class FID(PeriodicEvaluation):
     @torch.no_grad()
     def _features(self, images: Tensor) -> Tensor:
         weight = next(self.extractor.parameters(), None)
-        features = self.extractor(images if weight is None else images.to(weight.dtype))
+        with full_float32():
+            features = self.extractor(images if weight is None else images.to(weight.dtype))
         if features.ndim != 2 or features.shape[0] != images.shape[0]:
             raise ValueError(f"the feature extractor {type(self.extractor).__name__} must return (N, d) features for "
                              f"N images, got shape {tuple(features.shape)} for {images.shape[0]} images")
@@ -147,23 +160,30 @@ class FID(PeriodicEvaluation):
         num_real = min(self.num_real, len(dataset))
         key = json.dumps([datamodule.fingerprint(), self.extractor_digest(), num_real, self.seed])
         path = self.cache_dir / f"real-{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
-        if path.is_file():
+
+        def read_cache() -> dict | None:
+            if not path.is_file():
+                return None
             stats = torch.load(path, map_location="cpu", weights_only=True)
-            if not self.kid or stats.get("features") is not None:
-                self.real_from_cache = True
-                return stats
-        self.real_from_cache = False
+            return stats if not self.kid or stats.get("features") is not None else None
+
+        stats = from_rank0(read_cache)  # rank 0's cache decides for every process
+        self.real_from_cache = stats is not None
+        if stats is not None:
+            return stats
         rank, world = rank_and_world()
         chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))[:num_real]
         mine = chosen[block(num_real, rank, world)].tolist()
         parts = []
         with self._bar(num_real, "FID: real features") as bar:
             # a DataLoader draws its base seed from `generator`: not from the training RNG
-            for batch in DataLoader(Subset(dataset, mine), batch_size=self.batch_size, generator=torch.Generator(),
-                                    num_workers=datamodule.num_workers):
-                images = batch[0] if isinstance(batch, (tuple, list)) else batch
-                parts.append(self._features(images.to(device)).cpu())
-                bar(len(images) * world)
+            loader = DataLoader(Subset(dataset, mine), batch_size=self.batch_size, generator=torch.Generator(),
+                                num_workers=datamodule.num_workers)
+            for batch in rounds(loader, num_real, self.batch_size):
+                if batch is not None:
+                    images = batch[0] if isinstance(batch, (tuple, list)) else batch
+                    parts.append(self._features(images.to(device)).cpu())
+                    bar(len(images) * world)
         features = torch.cat(parts)
         stats = feature_statistics(features)
         if world > 1:
@@ -214,11 +234,12 @@ class FID(PeriodicEvaluation):
         z = self.latent_bank(pl_module)[block(self.num_samples, rank, world)]
         start, parts = time.perf_counter(), []
         with self._bar(self.num_samples, "FID: generated features") as bar:
-            for chunk in z.split(self.batch_size):
-                features = self._features(pl_module.generate(chunk))
-                fid.update(features, real=False)
-                parts.append(features)
-                bar(len(chunk) * world)
+            for chunk in rounds(z.split(self.batch_size), self.num_samples, self.batch_size):
+                if chunk is not None:
+                    features = self._features(pl_module.generate(chunk))
+                    fid.update(features, real=False)
+                    parts.append(features)
+                    bar(len(chunk) * world)
         if kid is not None:
             # One tensor per process: torchmetrics gathers a list state element by element, so
             # several chunks would interleave across ranks and change KID's random subsets.
@@ -230,8 +251,7 @@ class FID(PeriodicEvaluation):
             record["classifier_accuracy"] = self.classifier_accuracy
         fid.reset()
         if kid is not None:
-            with torch.random.fork_rng(devices=[]):  # KID's subsets must not move the training RNG
-                torch.manual_seed(self.seed)
+            with cpu_seeded(self.seed):  # KID's subsets must not move the training RNG
                 kid_mean, kid_std = kid.compute()
             record.update(kid_mean=float(kid_mean), kid_std=float(kid_std))
             kid.reset()
@@ -255,4 +275,14 @@ class FID(PeriodicEvaluation):
         return f"FID {last['fid']:.2f} ({last['features']} features, {last['num_samples']} samples){kid}"
 
 
-
+def rounds(batches: Iterable, total: int, batch_size: int) -> Iterator:
+    """This process's batches of its block of ``total`` items, padded with None to the count of the
+    largest block, so that every process goes through the same number of rounds; each round asks
+    every process whether the run was interrupted (``gans.interrupt.check_everywhere``: a
+    collective, hence the equal counts)."""
+    world = rank_and_world()[1]
+    count = math.ceil(math.ceil(total / world) / batch_size)
+    iterator = iter(batches)
+    for _ in range(count):
+        interrupt.check_everywhere()
+        yield next(iterator, None)

@@ -1,7 +1,7 @@
 """A live view of the game Jacobian's eigenvalues during training (phase and conditioning factors)."""
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -14,10 +14,7 @@ from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.progress import progress
 from datamodules.contracts import RealSamples
 from gans.optim import preconditioner
-from gans.spectrum import MAX_FULL_PARAMS, compute_spectrum
-
-AUTO_K = 20
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from gans.spectrum import MAX_FULL_PARAMS, SpectrumSettings, evaluate_spectra
 
 
 class JacobianSpectrum(PeriodicEvaluation):
@@ -49,6 +46,10 @@ class JacobianSpectrum(PeriodicEvaluation):
             Jacobian of the steps an adaptive optimizer takes, which its stable step size is about.
         progress: show the products of a running evaluation below the progress bar.
 
+    The evaluation settings (all but the cadence, ``lr``, ``warm_start``, ``preconditioned`` and
+    ``progress``) are ``settings``, a ``gans.spectrum.SpectrumSettings``: the offline command and a
+    sweep's members evaluate the run's spectra with the same ones.
+
     Writes ``spectra/spectrum_<iteration>.npz`` (eigenvalues and scalars per field),
     ``plots/spectrum_<iteration>.png`` and ``plots/spectrum_history.png`` in the run folder, and
     logs ``spectrum/<field>/<scalar>``: phase_factor, condition_number, spectral_radius, min_real,
@@ -63,18 +64,11 @@ class JacobianSpectrum(PeriodicEvaluation):
                  max_full_params: int = MAX_FULL_PARAMS, lr: float | None = None, seed: int = 4321,
                  dtype: Literal["float32", "float64"] = "float32", tol: float = 1e-4, max_products: int | None = 600,
                  warm_start: bool = False, preconditioned: bool = False, progress: bool = True):
-        if field not in ("update", "gradient", "both"):
-            raise ValueError(f"field must be 'update', 'gradient' or 'both', got {field!r}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if max_products is not None and max_products < 1:
-            raise ValueError(f"max_products must be a positive number of products (or null for no limit), got {max_products}")
+        self.settings = SpectrumSettings(field=field, k=k, k_smallest=k_smallest, num_batches=num_batches,
+                                         batch_size=batch_size, seed=seed, dtype=dtype, tol=tol,
+                                         max_products=max_products, max_full_params=max_full_params)
         super().__init__(every_n_steps, at_start=True, at_end=False)
-        self.k, self.k_smallest, self.num_batches, self.batch_size = k, k_smallest, num_batches, batch_size
-        self.fields = ["update", "gradient"] if field == "both" else [field]
-        self.max_full_params, self.lr, self.seed = max_full_params, lr, seed
-        self.dtype, self.tol, self.max_products = DTYPES[dtype], tol, max_products
-        self.warm_start, self.preconditioned, self.progress = warm_start, preconditioned, progress
+        self.lr, self.warm_start, self.preconditioned, self.progress = lr, warm_start, preconditioned, progress
         self._real: torch.Tensor | None = None
         self._start: dict[str, dict[str, torch.Tensor]] = {}
         self._told: set[str] = set()
@@ -86,44 +80,33 @@ class JacobianSpectrum(PeriodicEvaluation):
 
     # -- the fixed evaluation batch ------------------------------------------------------------
 
-    def _eval_batches(self, trainer: pl.Trainer, module) -> tuple[list, list]:
-        n = self.batch_size * self.num_batches
-        if self._real is None:
-            data = trainer.datamodule
-            if not isinstance(data, RealSamples):
-                raise TypeError("JacobianSpectrum needs real data: a datamodule with eval_samples(n), or a first "
-                                "training batch (it takes that one when training starts)")
-            self._real = data.eval_samples(n)
-        z = module.sample_latent(n, torch.Generator().manual_seed(self.seed)).cpu()
-        world, rank = trainer.world_size, trainer.global_rank
-        share = self.batch_size // world  # every process takes an equal share: the remainder is left out
-        if share * world != self.batch_size:
-            self._tell_once("split", f"a batch of {self.batch_size} does not split over {world} processes; "
-                                     f"the spectrum takes {share * world} samples per batch")
-        reals, zs = [], []
-        for real_b, z_b in zip(self._real.split(self.batch_size), z.split(self.batch_size)):
-            reals.append(real_b[rank * share:(rank + 1) * share].to(module.device))
-            zs.append(z_b[rank * share:(rank + 1) * share].to(module.device))
-        return reals, zs
-
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._real is None and not isinstance(trainer.datamodule, RealSamples):
             real = batch[0] if isinstance(batch, (tuple, list)) else batch
-            self._real = real.detach().cpu()[: self.batch_size * self.num_batches]
-            self.batch_size = len(self._real) // self.num_batches
+            self._real = real.detach().cpu()[: self.settings.batch_size * self.settings.num_batches]
+            self.settings = replace(self.settings, batch_size=len(self._real) // self.settings.num_batches)
 
     def on_train_start(self, trainer, pl_module) -> None:
         if isinstance(trainer.datamodule, RealSamples):  # otherwise the first training batch is the data
             super().on_train_start(trainer, pl_module)
 
+    def _real_samples(self, trainer: pl.Trainer) -> torch.Tensor:
+        if self._real is None:
+            data = trainer.datamodule
+            if not isinstance(data, RealSamples):
+                raise TypeError("JacobianSpectrum needs real data: a datamodule with eval_samples(n), or a first "
+                                "training batch (it takes that one when training starts)")
+            self._real = data.eval_samples(self.settings.batch_size * self.settings.num_batches)
+        return self._real
+
     def measure(self, trainer: pl.Trainer, module) -> Report:
         """The spectra at the current parameters (every rank takes part)."""
-        reals, zs = self._eval_batches(trainer, module)
-        n_params = sum(p.numel() for p in module.params_g + module.params_d)
-        k = self.k if self.k is not None else (None if n_params <= self.max_full_params else AUTO_K)
-        fields = list(dict.fromkeys(self.fields if module.method.has_jacobian else
-                                    ["gradient" if f == "update" else f for f in self.fields]))
-        if fields != self.fields:
+        real, world = self._real_samples(trainer), trainer.world_size
+        share = self.settings.batch_size // world
+        if share * world != self.settings.batch_size:
+            self._tell_once("split", f"a batch of {self.settings.batch_size} does not split over {world} processes; "
+                                     f"the spectrum takes {share * world} samples per batch")
+        if "update" in self.settings.fields and not module.method.has_jacobian:
             self._tell_once("fields", f"{type(module.method).__name__}'s direction has no Jacobian of its own (it reads "
                                       f"the previous iteration's field): the spectrum is the game's H (field='gradient')")
         optimizer = trainer.optimizers[0]
@@ -132,20 +115,16 @@ class JacobianSpectrum(PeriodicEvaluation):
         if self.preconditioned and scale is None:
             return Report([])
         lr = self.lr if self.lr is not None else module.learning_rates()[0]
-        results, seconds = {}, {}
-        for name in fields:
-            total = n_params if k is None else (self.max_products or 1000)  # no budget: the bar is a guide
-            begin = time.perf_counter()
-            with progress(trainer, f"spectrum of the {name} field", total, "products", enabled=self.progress) as advance:
-                results[name] = compute_spectrum(
-                    module, reals, zs, field=name, k=k, k_smallest=self.k_smallest, dtype=self.dtype, tol=self.tol,
-                    max_products=self.max_products, max_full_params=self.max_full_params, preconditioner=scale,
-                    start=self._warm(name), on_product=advance)
-            seconds[name] = time.perf_counter() - begin
-            self._keep_start(name, results[name])
+        evaluated = evaluate_spectra(
+            module, real, self.settings, rank=trainer.global_rank, world=world, preconditioner=scale,
+            starts={name: self._warm(name) for name in self._start} if self.warm_start else None,
+            progress=lambda what, total: progress(trainer, what, total, "products", enabled=self.progress))
+        results = {name: result for name, (result, _) in evaluated.items()}
+        for name, result in results.items():
+            self._keep_start(name, result)
         self._check(it, lr, results, optimizer)
-        scalars = {name: {**res.scalars(lr), "products": float(res.products), "seconds": seconds[name]}
-                   for name, res in results.items()}
+        scalars = {name: {**res.scalars(lr), "products": float(res.products), "seconds": seconds}
+                   for name, (res, seconds) in evaluated.items()}
         records = [{"iteration": it, "field": name, "lr": lr, "preconditioned": self.preconditioned, **values}
                    for name, values in scalars.items()]
         metrics = {f"spectrum/{name}/{key}": value for name, values in scalars.items() for key, value in values.items()}
@@ -186,7 +165,7 @@ class JacobianSpectrum(PeriodicEvaluation):
         above the stable step of a spectrum the optimizer's steps follow."""
         for name, res in results.items():
             if res.truncated:
-                self._tell_once("budget", f"the budget of {self.max_products} products ran out before every eigenvalue "
+                self._tell_once("budget", f"the budget of {self.settings.max_products} products ran out before every eigenvalue "
                                           f"of the {name} field converged (iteration {it}; the scalars use the ones "
                                           f"found): raise max_products, lower k or raise tol")
         plain_sgd = isinstance(optimizer, torch.optim.SGD) and not any(g.get("momentum") for g in optimizer.param_groups)

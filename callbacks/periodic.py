@@ -14,6 +14,8 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from callbacks.figures import figure_image
+from callbacks.interrupt import interruption, stopping
+from gans.interrupt import Interrupted
 
 
 class Plot(NamedTuple):
@@ -67,9 +69,23 @@ class PeriodicEvaluation(pl.Callback):
     def measure(self, trainer: pl.Trainer, pl_module) -> Report:
         raise NotImplementedError
 
-    def evaluate(self, trainer: pl.Trainer, pl_module) -> Report:
-        """Measure, remember and write (every rank measures; rank 0 writes)."""
-        report = self.measure(trainer, pl_module)
+    def evaluate(self, trainer: pl.Trainer, pl_module) -> Report | None:
+        """Measure, remember and write (every rank measures; rank 0 writes). Nothing when the run is
+        ending after an interrupt; an interrupt during the measurement abandons it (no record) and
+        ends the run at this iteration (``callbacks.interrupt``), returning None."""
+        if stopping(trainer):
+            return None
+        settle = getattr(pl_module, "settle_verdict", None)
+        if settle is not None:
+            settle()  # never measure a state that a pending finiteness verdict rejects
+        try:
+            report = self.measure(trainer, pl_module)
+        except Interrupted as err:
+            found = interruption(trainer)
+            if found is None:
+                raise
+            found.stop(trainer, str(err))
+            return None
         self.history.extend(report.records)
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
@@ -113,7 +129,7 @@ class PeriodicEvaluation(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.at_end and (not self.history or self.history[-1]["iteration"] != trainer.global_step):
-            self.evaluate(trainer, pl_module)
+            self.evaluate(trainer, pl_module)  # not after an interrupt: the run ends without its final evaluations
 
     def state_dict(self) -> dict:
         return {"history": self.history}

@@ -5,7 +5,9 @@ iterations, so they showed ``Epoch 0/-2``, and a resumed run gave no hint of whe
 bar shows ``iteration 1,200/10,000`` from the iteration a run starts or resumes at, the speed, the
 time left and the last losses, and, below it, what an evaluation is doing while it runs
 (``progress``: FID features, a spectrum's products). On a terminal it is a live rich display; in a
-log file (SLURM, CI) it prints a plain line every tenth of the budget, and one per evaluation.
+log file (SLURM, CI) it prints a plain line every tenth of the budget, and for work besides
+training a line every ``LINE_SECONDS`` while it runs and one when it is done, so that a long
+evaluation in a log file does not look like a hang.
 """
 from __future__ import annotations
 
@@ -20,6 +22,30 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 #: the logged training metrics the bar shows, with their short names
 SHOWN = {"loss/generator": "loss_G", "loss/discriminator": "loss_D"}
+#: in a log file, a line about work in progress at most this often (seconds)
+LINE_SECONDS = 10.0
+
+
+class ProgressLines:
+    """The progress of a piece of work as plain lines, for a log file: one every ``every`` seconds
+    while it runs, one when it is done."""
+
+    def __init__(self, console: Console, description: str, total: int, unit: str, every: float = LINE_SECONDS):
+        self.console, self.description, self.total, self.unit, self.every = console, description, total, unit, every
+        self.start = self.last = time.monotonic()
+        self.done = 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self.console.print(f"{self.description}: {self.done:,}/{self.total:,} {self.unit}, "
+                               f"{now - self.start:.0f} s so far", highlight=False)
+
+    def close(self) -> None:
+        self.console.print(f"{self.description}: {self.done:,} {self.unit} in {time.monotonic() - self.start:.1f} s",
+                           highlight=False)
 
 
 class IterationProgressBar(ProgressBar):
@@ -111,10 +137,10 @@ class IterationProgressBar(ProgressBar):
                 task = display.add_task(description, total=total, budget=f"{total:,}", unit=unit, speed="", metrics="")
                 yield lambda n: display.advance(task, n)
             return
-        if self._progress is None:  # a log file: one line when it is done
-            start, done = time.monotonic(), [0]
-            yield lambda n: done.__setitem__(0, done[0] + n)
-            self._console.print(f"{description}: {done[0]:,} {unit} in {time.monotonic() - start:.1f} s", highlight=False)
+        if self._progress is None:  # a log file: a line now and then, and one when it is done
+            lines = ProgressLines(self._console, description, total, unit)
+            yield lines.advance
+            lines.close()
             return
         task = self._progress.add_task(description, total=total, budget=f"{total:,}", unit=unit, speed="", metrics="")
         try:
@@ -159,5 +185,9 @@ def progress(trainer: pl.Trainer | None, description: str, total: int, unit: str
         with new_progress(Console(), transient=True) as display:
             task = display.add_task(description, total=total, budget=f"{total:,}", unit=unit, speed="", metrics="")
             yield lambda n: display.advance(task, n)
+    elif trainer is None:  # an offline command writing to a log file
+        lines = ProgressLines(Console(), description, total, unit)
+        yield lines.advance
+        lines.close()
     else:
         yield lambda n: None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -13,7 +14,8 @@ import torch
 from callbacks.figures import sweep_curves_figure, sweep_map_figure
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from datamodules.contracts import MixtureData
-from gans.spectrum import compute_spectrum
+from gans.distributed import rank_and_world
+from gans.spectrum import SpectrumSettings, evaluate_spectra
 from metrics.mixture import mixture_metrics
 
 #: the outcomes of the table's heat map: (column, title)
@@ -24,8 +26,10 @@ class SweepMetrics(PeriodicEvaluation):
     """Every ``every_n_steps`` iterations (and at the end), each member's mode coverage and sample
     quality from ``num_samples`` samples (the same latent codes for every member, those of
     ``callbacks.MixtureMetrics`` with the same ``seed``), and for the members in ``spectra`` the
-    Jacobian spectrum of ``field`` (``gans.spectrum.compute_spectrum`` on the member's own model,
-    a top-``k`` search on ``batch_size`` samples). Writes ``sweep_metrics.jsonl`` (every
+    Jacobian spectrum of the member's own model evaluated with ``spectrum``
+    (``gans.spectrum.evaluate_spectra``: the settings of the run's ``JacobianSpectrum``, its seed
+    included, so that a member's spectrum equals its single run's and the offline command's; of
+    two fields, the first). Writes ``sweep_metrics.jsonl`` (every
     evaluation), ``sweep.csv`` (one row per member: its seed and settings, the last and best
     metrics, whether and when it diverged), ``plots/sweep_curves.png`` and, when the sweep varies a
     setting, ``plots/sweep_map.png``: the outcome over the grid of the two settings swept (or of
@@ -34,28 +38,34 @@ class SweepMetrics(PeriodicEvaluation):
     Args:
         spectra: the members whose spectra to compute (``all``, or member indices; none by default:
             each is a search of its own).
+        spectrum: how each spectrum is evaluated (default: the update field, the callback's other
+            defaults).
     """
 
     journal = "sweep_metrics.jsonl"
 
     def __init__(self, every_n_steps: int = 2000, num_samples: int = 2500, threshold: float = 3.0, seed: int = 1234,
-                 spectra: Literal["all"] | Sequence[int] | None = None, field: Literal["update", "gradient"] = "update",
-                 k: int = 6, batch_size: int = 64, dtype: Literal["float32", "float64"] = "float32",
-                 tol: float = 1e-4, max_products: int | None = 600, plot: bool = True):
+                 spectra: Literal["all"] | Sequence[int] | None = None, spectrum: SpectrumSettings | None = None,
+                 plot: bool = True):
         super().__init__(every_n_steps)
         self.num_samples, self.threshold, self.seed, self.plot = num_samples, threshold, seed, plot
-        self.spectra, self.field, self.k, self.batch_size = spectra, field, k, batch_size
-        self.dtype, self.tol, self.max_products = getattr(torch, dtype), tol, max_products
+        if not (spectra is None or spectra == "all" or (isinstance(spectra, (list, tuple)) and all(
+                isinstance(m, int) and not isinstance(m, bool) for m in spectra))):
+            raise ValueError(f"spectra takes 'all' or a list of member indices (such as [0, 3]), got {spectra!r}")
+        self.spectra = spectra
+        self.spectrum = spectrum if spectrum is not None else SpectrumSettings(field="update")
         self.rows: list[dict] = []
         self._num_modes, self._setting_names = 0, []
 
     def spectrum_members(self, count: int) -> list[int]:
+        """The members whose spectra are computed; raises for an index the sweep does not have (the
+        sweep's command line checks it before training)."""
         if self.spectra is None:
             return []
-        chosen = list(range(count)) if self.spectra == "all" else [int(m) for m in self.spectra]
+        chosen = list(range(count)) if self.spectra == "all" else list(self.spectra)
         wrong = [m for m in chosen if not 0 <= m < count]
         if wrong:
-            raise ValueError(f"spectra: the sweep has members 0 to {count - 1}, not {wrong}")
+            raise ValueError(f"spectra: the sweep has members 0 to {count - 1}, not {', '.join(map(str, wrong))}")
         return chosen
 
     def measure(self, trainer, pl_module) -> Report:
@@ -69,8 +79,9 @@ class SweepMetrics(PeriodicEvaluation):
         for m in range(pl_module.count):
             values = mixture_metrics(samples[m], data.modes, data.std, self.threshold) if alive[m] else \
                 {"modes_covered": 0, "high_quality": 0.0, "kl_uniform": math.log(len(data.modes))}
-            records.append({"iteration": it, "member": m, "seed": pl_module.seeds[m], **pl_module.settings[m],
-                            **values, "diverged": not alive[m]})
+            data_seed = {"data_seed": pl_module.member_data_hparams[m].get("seed")} if pl_module.own_data else {}
+            records.append({"iteration": it, "member": m, "seed": pl_module.seeds[m], **data_seed,
+                            **pl_module.settings[m], **values, "diverged": not alive[m]})
         for m in self.spectrum_members(pl_module.count):
             if alive[m]:
                 records[m].update(self._spectrum(pl_module, data, m))
@@ -89,17 +100,20 @@ class SweepMetrics(PeriodicEvaluation):
                 keys = MAP_KEYS + ([("phase_factor", "phase factor")] if any("phase_factor" in r for r in self.rows)
                                    else [])
                 plots.append(Plot("sweep_map", "sweep/map", sweep_map_figure(
-                    self.rows, *axes, keys, f"iteration {it}: mean over members at each point")))
+                    self.rows, *axes, keys, f"iteration {it}: mean over members at each point",
+                    ranges={"modes_covered": (0, len(data.modes))})))
         return Report(records, metrics, plots)
 
     def _spectrum(self, pl_module, data, m: int) -> dict:
-        """Member m's spectrum scalars (phase factor, condition number, stable step, ...)."""
+        """Member m's spectrum scalars (phase factor, condition number, stable step, ...) of the first
+        field of ``spectrum``."""
         model = pl_module.member_model(m).to(pl_module.device)
-        real = data.eval_samples(self.batch_size).to(device=pl_module.device, dtype=pl_module.params_d[0].dtype)
-        z = model.sample_latent(self.batch_size, torch.Generator().manual_seed(self.seed))
-        result = compute_spectrum(model, [real], [z], field=self.field, k=self.k, dtype=self.dtype, tol=self.tol,
-                                  max_products=self.max_products)
-        return result.scalars(model.learning_rates()[0])
+        settings = replace(self.spectrum, field=self.spectrum.fields[0])
+        real = data.eval_samples(settings.batch_size * settings.num_batches)
+        rank, world = rank_and_world()
+        (result, _), = evaluate_spectra(model, real, settings, rank=rank, world=world).values()
+        # stable_step stays a column when no step size contracts (empty there), as the docs list it
+        return {"stable_step": None, **result.scalars(model.learning_rates()[0])}
 
     @staticmethod
     def map_axes(settings: dict) -> tuple[str, str] | None:

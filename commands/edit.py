@@ -19,6 +19,7 @@ import torch
 from torchvision.utils import save_image
 
 from callbacks.figures import image_grid
+from commands.outputs import unused, writable_folder
 from datamodules.images import FileImages
 from gans.checkpoint import CheckpointError, load_model
 from gans.semistylegan import SemiStyleGAN
@@ -38,9 +39,11 @@ def main(argv: list[str] | None = None) -> Path:
             parser.error(f"no {what} at {path}")
     if not 0 <= args.value <= 1:
         parser.error(f"--value must be in [0, 1] (codes are normalised factor values), got {args.value}")
+    out = args.out or args.image.with_name(f"{args.image.stem}_edited.png")
     try:
+        writable_folder(out.parent, "--out")
         model = load_model(args.checkpoint)
-    except CheckpointError as err:
+    except (CheckpointError, ValueError) as err:
         parser.error(str(err))
     if not isinstance(model, SemiStyleGAN):
         parser.error(f"{args.checkpoint} holds a {type(model).__name__}, not a SemiStyleGAN")
@@ -50,8 +53,8 @@ def main(argv: list[str] | None = None) -> Path:
         codes, same, edited = model.edit(image, args.factor, args.value, args.seed)
     except ValueError as err:
         parser.error(str(err))
-    out = args.out or args.image.with_name(f"{args.image.stem}_edited.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = unused(out.with_suffix(""), (".png", "_strip.png"))
+    out = stem.with_name(stem.name + ".png")
     save_image(image_grid(edited, nrow=1), out)
     strip = out.with_name(f"{out.stem}_strip.png")
     save_image(image_grid(torch.cat([image, same, edited]), nrow=3), strip)

@@ -18,10 +18,16 @@ def fail(message: str) -> SystemExit:
     return SystemExit(f"train.py: error: {message}")
 
 
-def _class_options(class_path: str) -> list[str]:
+def class_options(class_path: str) -> list[str]:
+    """The init options of the class at ``class_path``, as jsonargparse names them."""
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(pydoc.locate(class_path), "x", fail_untyped=False)
     return [a.dest[2:] for a in parser._actions if a.dest.startswith("x.") and not a.dest.endswith(".help")]
+
+
+#: base classes jsonargparse also tries a value against (a list of callbacks is a list of these)
+GENERIC_CLASSES = ("pytorch_lightning.Callback", "pytorch_lightning.callbacks.Callback",
+                   "pytorch_lightning.callbacks.callback.Callback")
 
 
 def short_error(err: ArgumentError, parser) -> str:
@@ -30,13 +36,20 @@ def short_error(err: ArgumentError, parser) -> str:
     class_paths = re.findall(r"Problem with given class_path '([^']+)'", message)
     unknown = (re.search(r"Option '([^']+)' is not accepted", message)
                or re.search(r"unrecognized arguments: --([^=\s]+)", message))
-    if unknown and class_paths:
-        options, name = _class_options(class_paths[-1]), unknown[1].split(".")[0]
+    # the base class of a list's entries (a callback) is tried too; the concrete class is what was given
+    concrete = [c for c in class_paths if c not in GENERIC_CLASSES] or class_paths
+    if unknown and concrete:
+        class_path = concrete[0] if 'Parser key "trainer.callbacks"' in message else concrete[-1]
+        options, name = class_options(class_path), unknown[1].split(".")[0]
         close = difflib.get_close_matches(name, options, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         if name == "method":  # the shortcuts (gans.JARE, ...) fix their method
             hint = " (its method is fixed; gans.TwoPlayerGAN takes any: --model gans.TwoPlayerGAN --model.method ...)"
-        return f"{class_paths[-1]} has no option {name!r}{hint}; its options are: {', '.join(options)}"
+        if 'Parser key "trainer.callbacks"' in message:
+            return (f"--trainer.callbacks.{name} sets an option of the last callback of the list, {class_path}, which "
+                    f"has no option {name!r}{hint}; its options are: {', '.join(options)}. To change an option of "
+                    f"another callback, give the callback list in a --config file (docs/usage.md)")
+        return f"{class_path} has no option {name!r}{hint}; its options are: {', '.join(options)}"
     if bad := re.search(r"Expected (.+?)\. Got value: (.*?)(?:\. Got value: .*)?$", message, re.M):
         key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
         expected = re.sub(r"^an? ", "", bad[1])
@@ -61,7 +74,7 @@ def nested_option(option: str) -> str | None:
     its first part (the model's, the data's or the Trainer's)."""
     head = option.lstrip("-").split(".")[0]
     for section, class_paths in SECTIONS.items():
-        if any(head in {name.split(".")[0] for name in _class_options(path)} for path in class_paths):
+        if any(head in {name.split(".")[0] for name in class_options(path)} for path in class_paths):
             return f"--{section}.{option.lstrip('-')}"
     return None
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from callbacks.fid import FID
+from commands.outputs import device_option
 from datamodules.contracts import ImageData
 from gans.checkpoint import CheckpointError, load_datamodule, load_model
 
@@ -23,11 +24,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--features", default="inception", help="inception or classifier")
     parser.add_argument("--weights", default=None, help="the Inception weights file (offline machines)")
     parser.add_argument("--kid", action="store_true", help="also the kernel inception distance")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     try:
-        model, data = load_model(args.checkpoint).to(args.device), load_datamodule(args.checkpoint)
-    except CheckpointError as err:
+        device = device_option(args.device)
+        model, data = load_model(args.checkpoint).to(device), load_datamodule(args.checkpoint)
+    except (CheckpointError, ValueError) as err:
         parser.error(str(err))
     if not isinstance(data, ImageData):
         parser.error(f"the checkpoint's datamodule ({type(data).__name__}) is not image data (no eval_dataset())")

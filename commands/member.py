@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from commands.outputs import output_stem, unused, writable_folder
 from gans.checkpoint import CheckpointError, read_checkpoint
 from gans.sweep import member_checkpoint
 
@@ -27,11 +28,13 @@ def main(argv: list[str] | None = None) -> Path:
     try:
         checkpoint = read_checkpoint(args.checkpoint)
         member = member_checkpoint(checkpoint, args.member)
+        stem = output_stem(args.checkpoint, checkpoint.get("global_step", 0))
+        out = args.out or (args.checkpoint.resolve().parent.parent / "members" / f"member{args.member}_{stem}.ckpt")
+        writable_folder(out.parent, "--out")
     except (CheckpointError, ValueError) as err:
         parser.error(str(err))
-    out = args.out or (args.checkpoint.resolve().parent.parent / "members" /
-                       f"member{args.member}_{args.checkpoint.stem}_step{checkpoint.get('global_step', 0)}.ckpt")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out is None:
+        out = unused(out.with_suffix(""), (".ckpt",)).with_suffix(".ckpt")
     torch.save(member, out)
     settings = ", ".join(f"{k}={v:g}" for k, v in member["sweep_member"]["settings"].items())
     print(f"member {args.member} (seed {member['sweep_member']['seed']}{', ' + settings if settings else ''}) -> {out}")

@@ -5,7 +5,8 @@
 writes ``samples/last_step<N>.pt`` (the tensor) and ``.png`` in the checkpoint's run folder (or
 ``--out PATH``): for images a grid, for 2-D data a scatter plot over the training data's modes
 (with the coverage metrics when the checkpoint's data module is a mixture). Models with a
-generator EMA sample from it.
+generator EMA sample from it. An existing output of that name is kept and the new one gets
+``_2``, ``_3``, ...; ``--device`` picks where the generator runs (a GPU when there is one).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 from torchvision.utils import save_image
 
 from callbacks.figures import image_grid, scatter_figure
+from commands.outputs import device_option, output_stem, unused, writable_folder
 from datamodules.contracts import MixtureData
 from gans.checkpoint import CheckpointError, load_datamodule, load_model, read_checkpoint
 from metrics.mixture import mixture_metrics
@@ -29,24 +31,28 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=None,
                         help="output path without extension (default: <run folder>/samples/<checkpoint>_step<N>, "
                              "beside the checkpoint's checkpoints/ folder)")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f"--num must be a positive number of samples, got {args.num}")
     try:
         checkpoint = read_checkpoint(args.checkpoint)
-        model = load_model(args.checkpoint)
-    except CheckpointError as err:
+        device = device_option(args.device)
+        default = args.checkpoint.resolve().parent.parent / "samples" / output_stem(args.checkpoint,
+                                                                                    checkpoint.get("global_step", 0))
+        out = args.out or default
+        writable_folder(out.parent, "--out")
+        model = load_model(args.checkpoint).to(device)
+    except (CheckpointError, ValueError) as err:
         parser.error(str(err))
-    if args.out is None:
-        args.out = (args.checkpoint.resolve().parent.parent / "samples" /
-                    f"{args.checkpoint.stem}_step{checkpoint.get('global_step', 0)}")
-    samples = model.sample(args.num, torch.Generator().manual_seed(args.seed))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(samples, args.out.with_suffix(".pt"))
-    print(f"{args.num} samples of shape {tuple(samples.shape[1:])} -> {args.out.with_suffix('.pt')}")
+    args.out = unused(out, (".pt", ".png"))
+    pt, png = (args.out.with_name(args.out.name + suffix) for suffix in (".pt", ".png"))
+    samples = model.sample(args.num, torch.Generator().manual_seed(args.seed)).cpu()
+    torch.save(samples, pt)
+    print(f"{args.num} samples of shape {tuple(samples.shape[1:])} -> {pt}")
     if samples.ndim == 4:
-        save_image(image_grid(samples, nrow=max(1, round(args.num ** 0.5))), args.out.with_suffix(".png"))
-        print(f"image grid -> {args.out.with_suffix('.png')}")
+        save_image(image_grid(samples, nrow=max(1, round(args.num ** 0.5))), png)
+        print(f"image grid -> {png}")
     elif samples.ndim == 2 and samples.shape[1] == 2:
         data = load_datamodule(args.checkpoint)
         has_modes = isinstance(data, MixtureData)
@@ -55,8 +61,8 @@ def main(argv: list[str] | None = None) -> Path:
             stats = mixture_metrics(samples, modes, std)
             title = f"{stats['modes_covered']}/{len(modes)} modes, {stats['high_quality']:.1f}% high quality"
             print(title)
-        scatter_figure(samples, modes, std, 3.0, f"{args.checkpoint.name}: {title}").savefig(args.out.with_suffix(".png"))
-        print(f"scatter plot -> {args.out.with_suffix('.png')}")
+        scatter_figure(samples, modes, std, 3.0, f"{args.checkpoint.name}: {title}").savefig(png)
+        print(f"scatter plot -> {png}")
     return args.out
 
 

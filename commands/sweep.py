@@ -34,6 +34,9 @@ from gans.sweep import SweepGAN
 PREFIX = "--sweep."
 #: options of the sweep itself; every other ``--sweep.NAME`` is a setting to sweep
 OWN_OPTIONS = ("seeds", "spectra", "data_seeds")
+#: the sweep's options, for ``train.py --help``
+SWEEP_HELP = ("--sweep.seeds N, --sweep.NAME [v1,v2,...] (any numeric option of the model or its method, or lr), "
+              "--sweep.data_seeds true, --sweep.spectra all|[i,...]: many games in one run (docs/sweeps.md)")
 
 
 def split_sweep_options(args: list[str]) -> tuple[dict, list[str]]:
@@ -65,6 +68,10 @@ def settings_grid(spec: dict) -> list[dict]:
         values = [number(v) for v in (values if isinstance(values, list) else [values])]
         if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise fail(f"{PREFIX}{name} takes a list of numbers (such as {PREFIX}{name} [1, 10, 100]), got {values!r}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise fail(f"{PREFIX}{name} lists {', '.join(f'{v:g}' for v in repeated)} more than once: the same member "
+                       f"would train twice; give each value once (--sweep.seeds N repeats a setting over seeds)")
         swept[name] = [float(v) for v in values]
     return [dict(zip(swept, combo)) for combo in itertools.product(*swept.values())]
 
@@ -97,16 +104,40 @@ def setting_key(config, name: str) -> str:
                f"{', '.join(['lr', *options])}")
 
 
+def seed_count(spec: dict) -> int:
+    seeds = spec.get("seeds", 1)
+    if not (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1):
+        raise fail(f"{PREFIX}seeds takes the number of seeds, a positive integer, got {seeds!r}")
+    return seeds
+
+
+def base_seed_of(config) -> int:
+    """The run's seed (``seed_everything``), the first member's."""
+    seed = config.get("seed_everything")
+    return 0 if seed in (None, True, False) else int(seed)
+
+
+def sweep_members(config, spec: dict) -> tuple[list[int], list[dict]]:
+    """Each member's seed and swept settings, in member order (every setting with every seed)."""
+    seeds, base = seed_count(spec), base_seed_of(config)
+    grid = settings_grid(spec)
+    return [base + offset for _ in grid for offset in range(seeds)], [dict(c) for c in grid for _ in range(seeds)]
+
+
+def sweep_config(spec: dict) -> str:
+    """The ``--sweep.*`` options as a YAML section, printed after ``--print_config``'s config."""
+    return ("# the sweep (--sweep.*): each member trains the config above with its own seed and settings\n"
+            + yaml.safe_dump({"sweep": spec}, sort_keys=False, default_flow_style=None))
+
+
 def build_sweep(cli, spec: dict) -> tuple[SweepGAN, StackedData | None]:
     """The members, each built as its single run builds its model (its seed, then the parser's
     instantiation of its config), stacked into a ``SweepGAN``; with ``data_seeds``, the members'
     own datamodules stacked (else None: the run's datamodule serves every member)."""
-    seeds = spec.get("seeds", 1)
-    if not (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1):
-        raise fail(f"{PREFIX}seeds takes the number of seeds, a positive integer, got {seeds!r}")
+    seeds = seed_count(spec)
     grid = settings_grid(spec)
-    base_seed = cli.config.get("seed_everything")
-    base_seed = 0 if base_seed in (None, True, False) else int(base_seed)
+    base_seed = base_seed_of(cli.config)
+    check_spectra_option(spec.get("spectra"), len(grid) * seeds)
     own_data = spec.get("data_seeds", False)
     if own_data not in (True, False):
         raise fail(f"{PREFIX}data_seeds takes true or false, got {own_data!r}")
@@ -151,9 +182,22 @@ def build_sweep(cli, spec: dict) -> tuple[SweepGAN, StackedData | None]:
         raise fail(str(err)) from None
 
 
-def sweep_callbacks(trainer: pl.Trainer, spec: dict) -> None:
+def check_spectra_option(spectra, count: int) -> None:
+    """``--sweep.spectra``: ``all`` or a list of member indices of this sweep (checked before training)."""
+    if spectra is None or spectra == "all":
+        return
+    members = spectra if isinstance(spectra, list) else [spectra]
+    if not all(isinstance(m, int) and not isinstance(m, bool) for m in members):
+        raise fail(f"{PREFIX}spectra takes all or a list of member indices (such as {PREFIX}spectra [0,3]), got {spectra!r}")
+    wrong = [m for m in members if not 0 <= m < count]
+    if wrong:
+        raise fail(f"{PREFIX}spectra: the sweep has members 0 to {count - 1}, not {', '.join(map(str, wrong))}")
+
+
+def sweep_callbacks(trainer: pl.Trainer, spec: dict, model: SweepGAN) -> None:
     """The single run's coverage metrics become each member's (``SweepMetrics``, same cadence and
-    samples); its spectrum callback's settings serve the members in ``--sweep.spectra``."""
+    samples); its spectrum callback's settings (``JacobianSpectrum.settings``, seed included) serve
+    the members in ``--sweep.spectra``."""
     spectrum = next((c for c in trainer.callbacks if isinstance(c, JacobianSpectrum)), None)
     metrics = next((c for c in trainer.callbacks if isinstance(c, MixtureMetrics)), None)
     options = {}
@@ -161,14 +205,13 @@ def sweep_callbacks(trainer: pl.Trainer, spec: dict) -> None:
         options = {"every_n_steps": metrics.every_n_steps, "num_samples": metrics.num_samples,
                    "threshold": metrics.threshold, "seed": metrics.seed, "plot": metrics.plot}
     if spectrum is not None:
-        field = spectrum.fields[0] if spectrum.fields else "update"
-        options.update(field=field, k=spectrum.k or 6, batch_size=spectrum.batch_size,
-                       dtype=str(spectrum.dtype).removeprefix("torch."), tol=spectrum.tol,
-                       max_products=spectrum.max_products)
+        options["spectrum"] = spectrum.settings
     if spec.get("spectra") is not None:
-        options["spectra"] = spec["spectra"]
+        options["spectra"] = spec["spectra"] if spec["spectra"] == "all" or isinstance(spec["spectra"], list) \
+            else [spec["spectra"]]
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, (JacobianSpectrum, MixtureMetrics))]
     trainer.callbacks.append(SweepMetrics(**options))
+    trainer.callbacks[-1].spectrum_members(model.count)  # an index the sweep does not have fails now
     trainer.callbacks.append(RecordSweep(spec))
 
 

@@ -13,9 +13,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
 from gans.streams import seeded
+from gans.threads import usable_cores
 
 
 class IndexedBatches(IterableDataset):
@@ -28,6 +29,7 @@ class IndexedBatches(IterableDataset):
         if length < 1:
             raise ValueError(f"an epoch must hold at least one batch, got length {length}")
         self.length, self.rank, self.world, self.position = length, rank, world, position
+        self._epoch_end: int | None = None
 
     def batch(self, index: int):
         raise NotImplementedError
@@ -36,10 +38,28 @@ class IndexedBatches(IterableDataset):
         return self.length
 
     def __iter__(self) -> Iterator:
-        start = self.position()
+        # A persistent worker keeps its copy of this object from one epoch to the next, and the
+        # trainer it sees is frozen at the moment it started: the epoch it ended says where the next begins.
+        start = max(self.position(), self._epoch_end or 0)
+        self._epoch_end = (start // self.length + 1) * self.length
         worker = get_worker_info()
         k, n = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        return (self.batch(i) for i in range(start + k, (start // self.length + 1) * self.length, n))
+        return (self.batch(i) for i in range(start + k, self._epoch_end, n))
+
+
+def training_loader(data: IterableDataset, trainer, num_workers: int = 0) -> DataLoader:
+    """The DataLoader of a run's training batches (an iterable of whole batches, ``IndexedBatches``):
+    at most as many workers as this process's cores (more would only compete with training),
+    kept from one epoch to the next instead of started anew (their start is a fork of the whole
+    process), and batches in pinned memory when training runs on a GPU (a copy from pageable
+    memory makes the host wait for the GPU). Its generator is its own: the DataLoader draws a
+    worker seed at every epoch start, which the global generator (the run's other draws) must not
+    see, or a resumed run would be shifted."""
+    workers = min(num_workers, usable_cores())
+    device = getattr(getattr(trainer, "strategy", None), "root_device", None)
+    on_gpu = device is not None and device.type == "cuda"
+    return DataLoader(data, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+                      pin_memory=on_gpu, generator=torch.Generator())
 
 
 class ShuffledBatches(IndexedBatches):

@@ -30,9 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.batches import IndexedBatches, ShuffledBatches
+from datamodules.batches import IndexedBatches, ShuffledBatches, training_loader
 from gans.streams import seeded
-from gans.threads import usable_cores
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -251,10 +250,7 @@ class ImageDataModule(pl.LightningDataModule):
         # an iterable data set indexed by the iteration (see datamodules.batches): Lightning leaves
         # it alone under DDP, each process slices the global batch itself
         data = self.train_batches(rank, world, position=lambda: trainer.global_step if trainer is not None else 0)
-        # DataLoader draws a worker seed from this generator at every epoch start; the global
-        # generator (the latent codes) must not see that draw, or a resumed run would be shifted.
-        return DataLoader(data, batch_size=None, num_workers=min(self.num_workers, usable_cores()),
-                          generator=torch.Generator())
+        return training_loader(data, trainer, self.num_workers)
 
 
 # -- in memory: scikit-learn's digits ---------------------------------------------------------------

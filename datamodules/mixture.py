@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datamodules.batches import IndexedBatches
+from datamodules.batches import IndexedBatches, training_loader
 from gans.streams import seeded
 
 DEFAULT_STD = {"ring": 0.01, "grid": 0.05}
@@ -131,9 +131,7 @@ class MixtureOfGaussians(pl.LightningDataModule):
         # batch itself) instead of splitting the batch indices between processes.
         data = MixtureBatches(self.modes, self.std, self.batch_size, self.seed, self._epoch_length(), rank, world,
                               position=lambda: trainer.global_step if trainer is not None else 0)
-        # DataLoader draws a worker seed from this generator at every epoch start; the global
-        # generator (the latent codes) must not see that draw, or a resumed run would be shifted.
-        return DataLoader(data, batch_size=None, generator=torch.Generator())
+        return training_loader(data, trainer)
 
     def eval_samples(self, n: int | None = None) -> Tensor:
         """A fixed set of ``n`` (default ``eval_size``) data samples, independent of training batches."""

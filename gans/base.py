@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import warnings
 from typing import Callable, Iterator, Literal, Sequence
 
 import pytorch_lightning as pl
@@ -23,11 +24,12 @@ from torch.func import functional_call
 
 from gans import compiled, flat, game, penalties
 from gans.distributed import mean_across_processes, rank_and_world
-from gans.divergence import DivergenceGuard, nonfinite
+from gans.divergence import DivergenceGuard, PendingVerdict, nonfinite
 from gans.game import Field
 from gans.losses import get_loss, is_zero_sum
 from gans.methods import GradientDescent, Method, Players
-from gans.streams import seeded
+from gans.precision import full_float32
+from gans.streams import global_states, restore_global_states, seed_for_rank, seeded
 
 DRY_BATCH = 4
 #: the key of the training stream (latent codes and every other draw of a training step), after the run's seed
@@ -54,6 +56,35 @@ def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for buf, value in saved:
                 buf.copy_(value)
+
+
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on ``device``; to a GPU through pinned memory without waiting (a copy from
+    pageable memory synchronises the host with the GPU's queue: once per iteration for the latent
+    codes)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def on_device(metrics: dict[str, Tensor | float], device: torch.device) -> dict[str, Tensor]:
+    """Logged scalars as float32 tensors on the model's device: ``sync_dist`` all-reduces them, and
+    NCCL takes CUDA tensors only, even in a world of one process."""
+    return {k: torch.as_tensor(v).detach().to(device=device, dtype=torch.float32) for k, v in metrics.items()}
+
+
+def check_learning_rates(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse, in one line, a learning rate that the parameters' dtype cannot hold (1e200 in float32):
+    the optimizer would fail inside its step with a conversion error rather than diverge."""
+    for group in optimizer.param_groups:
+        lr, params = group.get("lr"), [p for p in group["params"] if p.is_floating_point()]
+        if not isinstance(lr, (int, float)) or not params:
+            continue
+        largest = torch.finfo(params[0].dtype).max
+        if not abs(lr) <= largest:
+            raise ValueError(f"learning rate {lr:g} of the {group.get('name', 'parameter')} group does not fit in "
+                             f"{params[0].dtype} (largest {largest:.3g}): lower the learning rate, or train in float64 "
+                             f"(--trainer.precision 64-true) to study such steps")
 
 
 class BatchGame:
@@ -190,6 +221,7 @@ class TwoPlayerGAN(pl.LightningModule):
         if not isinstance(self.method, Method):
             raise TypeError(f"method must be a gans.methods.Method (such as gans.methods.JacobianRegularization(100)), "
                             f"got {type(self.method).__name__}")
+        self.method.validate(loss)
         if update not in ("simultaneous", "alternating") or order not in ("g_first", "d_first"):
             raise ValueError(f"update must be 'simultaneous' or 'alternating' and order 'g_first' or 'd_first', "
                              f"got update={update!r}, order={order!r}")
@@ -201,6 +233,9 @@ class TwoPlayerGAN(pl.LightningModule):
                              f"penalty_weight >= 0; got penalty={penalty!r}, penalty_every={penalty_every}, "
                              f"penalty_weight={penalty_weight}")
         self.penalty, self.penalty_weight, self.penalty_every = penalty, penalty_weight, penalty_every
+        if penalty == "none" and penalty_every != 1:
+            warnings.warn(f"penalty_every={penalty_every} has no effect without a gradient penalty (penalty='none'); "
+                          f"add --model.penalty r1, r2 or wgan_gp, or drop it")
         self.optimizer_factory = optimizer
         self.on_nonfinite, self.divergence = on_nonfinite, DivergenceGuard(on_nonfinite)
         if ema_half_life is not None and ema_half_life <= 0:
@@ -217,6 +252,8 @@ class TwoPlayerGAN(pl.LightningModule):
         self._players: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
         self._training_rng: torch.Generator | None = None
         self._learning_rates: tuple[float, float] | None = None
+        self._global_rngs: dict | None = None  # the global generators a checkpoint holds, restored when fitting starts
+        self._pending_verdict: PendingVerdict | None = None  # an iteration's finiteness, read later on a GPU
 
     #: the parameters are stacked games along a leading member axis (``gans.sweep.SweepGAN``)
     stacked: bool = False
@@ -270,9 +307,28 @@ class TwoPlayerGAN(pl.LightningModule):
         # The players are fixed while fitting (the optimizer holds them); walking the module tree
         # for them dozens of times per iteration is a measurable share of a small model's step.
         self._players = (self.params_g, self.params_d)
+        self.method.to(self.device)  # a resumed method's state was read on the CPU
+        seed = self.run_seed()
+        self.restore_global_generators(seed)
         if self._training_rng is None:  # not restored from a checkpoint, nor left by an earlier fit
-            self._training_rng = seeded(self.run_seed(), TRAINING_STREAM)
+            self._training_rng = seeded(seed, TRAINING_STREAM)
         self._compiled = self.build_compiled_step() if self.compile_step else None
+
+    def restore_global_generators(self, seed: int) -> None:
+        """Each process's global generators (the randomness inside the networks: dropout, noise
+        inputs) as the checkpoint left them, or, in a new run, of a stream of its own per process
+        (``gans.streams.seed_for_rank``)."""
+        rank, world = rank_and_world()
+        state, self._global_rngs = self._global_rngs, None
+        if state is not None and restore_global_states(state, rank, world):
+            return
+        if state is not None and rank == 0:
+            warnings.warn(f"the checkpoint holds the random state of {len(state.get('ranks') or [0])} process(es) and "
+                          f"this run has {world}: the random draws inside the networks (dropout, noise inputs) do not "
+                          f"continue as the uninterrupted run's (processes the checkpoint has no state for start "
+                          f"streams of their own)")
+        if world > 1 and (state is None or rank >= len(state.get("ranks") or [0])):
+            seed_for_rank(seed, rank)
 
     def on_fit_end(self) -> None:
         self._players = self._compiled = None
@@ -280,10 +336,12 @@ class TwoPlayerGAN(pl.LightningModule):
     # -- randomness ----------------------------------------------------------------------------
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n latent codes z ~ N(0, latent_std^2 I), drawn on the CPU from ``generator`` (torch's
+        global one by default), on the model's device."""
         ref = next(iter(self.params_g), None) if self._players else next(self.generator.parameters(), None)
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-        z = torch.randn(n, self.latent_dim, generator=generator, dtype=dtype)
-        return (self.latent_std * z).to(self.device)
+        z = torch.randn(n, self.latent_dim, generator=generator, dtype=dtype, device="cpu")
+        return to_device(self.latent_std * z, self.device)
 
     def run_seed(self) -> int:
         """The seed of this run: ``seed_everything``'s (Lightning records it in ``PL_GLOBAL_SEED``,
@@ -484,6 +542,7 @@ class TwoPlayerGAN(pl.LightningModule):
     def configure_optimizers(self):
         params_g, params_d = self.params_g, self.params_d
         optimizer = self._optimizer(params_g, params_d)
+        check_learning_rates(optimizer)
         self._flat = None
         if self.flat_buffers and isinstance(optimizer, flat.ELEMENTWISE) and all(map(flat.flattenable, (params_g, params_d))):
             self._flat = (flat.flatten_(params_g), flat.flatten_(params_d))
@@ -569,7 +628,8 @@ class TwoPlayerGAN(pl.LightningModule):
         fn = compiled.step_function(self.generator, self.discriminator, self.loss_fn, is_zero_sum(self.loss_name), rule,
                                     flat_update, bool(self._joint_d))
         return compiled.CompiledStep(fn, compiled.CompiledStep.trainable(self.generator, self.discriminator),
-                                     flat_update=flat_update, cpp_wrapper=self.device.type == "cpu")
+                                     flat_update=flat_update, cpp_wrapper=self.device.type == "cpu",
+                                     cuda_graphs=self.device.type == "cuda")
 
     # -- training ------------------------------------------------------------------------------
 
@@ -607,15 +667,40 @@ class TwoPlayerGAN(pl.LightningModule):
                        grads_d: Tensor | list[Tensor] | None) -> bool:
         """Whether the iteration may step (``gans.divergence``). The directions are flat vectors or
         lists of tensors. Every process reaches the same verdict (one tiny all-reduce), so none is
-        left waiting."""
+        left waiting. Where the verdict is read later (``verdict_later``) the step goes ahead and
+        the previous iteration's verdict is read instead."""
         bad = nonfinite((loss_g, loss_d), (grads_g, grads_d))
         if rank_and_world()[1] > 1:
             bad = mean_across_processes([bad])[0]
+        if self.verdict_later():
+            previous = self._pending_verdict
+            self._pending_verdict = PendingVerdict(self.global_step, bad, (loss_g, loss_d), (grads_g, grads_d))
+            if previous is not None:
+                self.divergence.stop_late(previous)
+            return True
         if not bad.item():
             return True
         may_step = self.divergence.may_step(True, self.global_step, (loss_g, loss_d), (grads_g, grads_d))
         self.log("nonfinite/skipped", float(self.skipped), on_step=True, on_epoch=False)
         return may_step
+
+    def verdict_later(self) -> bool:
+        """Whether an iteration's finiteness is read an iteration later rather than before it steps:
+        on a GPU under ``on_nonfinite="stop"``, so that the host never waits for the GPU inside the
+        training loop. The non-finite iteration has then stepped when the run stops, and no
+        checkpoint or evaluation sees it: each reads the verdict first (``settle_verdict``).
+        ``skip`` must know before it steps, and reads at once."""
+        return self.on_nonfinite == "stop" and self.device.type == "cuda"
+
+    def settle_verdict(self) -> None:
+        """Read the verdict left for later (``verdict_later``): raises ``NonFiniteError`` if that
+        iteration was not finite. Checkpoints, evaluations and the end of training call it."""
+        pending, self._pending_verdict = self._pending_verdict, None
+        if pending is not None:
+            self.divergence.stop_late(pending)
+
+    def on_train_end(self) -> None:
+        self.settle_verdict()
 
     @property
     def skipped(self) -> int:
@@ -623,10 +708,17 @@ class TwoPlayerGAN(pl.LightningModule):
         return self.divergence.skipped
 
     def full_precision(self):
-        """A context without autocast for the second-order methods: under ``bf16-mixed`` their field
-        and its Jacobian products are computed in float32 (the backward of a bfloat16 forward
-        would stay bfloat16). First-order training keeps autocast."""
-        return torch.autocast(self.device.type, enabled=False) if self.second_order else contextlib.nullcontext()
+        """A context of full float32 for the second-order methods: without autocast (under
+        ``bf16-mixed`` their field and its Jacobian products are computed in float32: the backward
+        of a bfloat16 forward would stay bfloat16) and without TF32 on GPUs (``gans.precision``:
+        products with 1e-3 errors would keep a solver from its tolerance). First-order training
+        keeps autocast and the process's TF32 setting."""
+        if not self.second_order:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast(self.device.type, enabled=False))
+        stack.enter_context(full_float32())
+        return stack
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         real = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -680,14 +772,14 @@ class TwoPlayerGAN(pl.LightningModule):
     # -- checkpoints and logging ---------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.settle_verdict()  # a checkpoint never holds a state a later verdict finds non-finite
         # The training stream's state makes a resumed run draw the codes the interrupted one would
         # have drawn next; the global generator's, the randomness inside the networks (dropout, noise).
         checkpoint["training_rng"] = self.training_rng.get_state()
         checkpoint["method"] = method_class(self.method)
         checkpoint["method_state"] = self.method.state_dict()
         checkpoint["nonfinite_skipped"] = self.divergence.state_dict()
-        checkpoint["rng_state"] = {"cpu": torch.get_rng_state(),
-                                   "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
+        checkpoint["rng_state"] = global_states()  # every process's (a collective: every process saves)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         recorded = checkpoint.get("method")
@@ -702,11 +794,9 @@ class TwoPlayerGAN(pl.LightningModule):
         if "training_rng" in checkpoint:
             self._training_rng = torch.Generator()
             self._training_rng.set_state(checkpoint["training_rng"])
-        state = checkpoint.get("rng_state")
-        if state is not None:
-            torch.set_rng_state(state["cpu"])
-            if state["cuda"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda"])
+        # restored when fitting starts, on each process its own (loading a model to sample from it
+        # leaves the caller's generators alone)
+        self._global_rngs = checkpoint.get("rng_state")
 
     def _should_log(self) -> bool:
         every = self.trainer.log_every_n_steps
@@ -726,5 +816,4 @@ class TwoPlayerGAN(pl.LightningModule):
             metrics["grad_norm/discriminator"] = game.norm(game.detach(xi_d))
         metrics.update(stats)
         metrics.update(self.step_metrics())
-        self.log_dict({k: v.detach().float() for k, v in metrics.items()}, on_step=True, on_epoch=False,
-                      sync_dist=rank_and_world()[1] > 1)
+        self.log_dict(on_device(metrics, self.device), on_step=True, on_epoch=False, sync_dist=rank_and_world()[1] > 1)

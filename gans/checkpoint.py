@@ -128,20 +128,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        for leftover in path.parent.glob(f".{path.name}.*.tmp"):   # of a process killed while saving
-            if not _running(leftover.name.rsplit(".", 2)[-2]):
-                leftover.unlink(missing_ok=True)
-        try:
-            with open(staging, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(staging, path)
-        finally:
-            staging.unlink(missing_ok=True)
+        atomic_save(checkpoint, Path(path))
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save(obj)`` to a hidden temporary file beside ``path``, synced and renamed over it: a
+    process killed while saving leaves the previous file intact (and its half-written temporary
+    file, which the next save removes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):   # of a process killed while saving
+        if not _running(leftover.name.rsplit(".", 2)[-2]):
+            leftover.unlink(missing_ok=True)
+    try:
+        with open(staging, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _running(pid: str) -> bool:

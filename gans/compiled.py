@@ -150,17 +150,26 @@ class CompiledStep:
     step applies (``TwoPlayerGAN.compiled_step_problems``)."""
 
     def __init__(self, fn: Callable, params: list[Params], *, flat_update: bool, cpp_wrapper: bool,
-                 extra: tuple = ()):
+                 extra: tuple = (), cuda_graphs: bool = False):
         self.params, self.extra = params, extra
         self.flat_update = flat_update  # the optimizer steps flat buffers: hand it flat vectors
+        self.cuda_graphs = cuda_graphs
         # Every model's step is a new closure of the same code, and torch.compile keeps at most
         # ``recompile_limit`` (8) versions per code: the ninth model fitted in one process would run
         # uncompiled. A clean state before an unrelated compilation is what PyTorch recommends
         # (other compiled functions of the process recompile on their next call, from the disk cache).
         torch.compiler.reset()
-        # On CPU, a C++ wrapper calls the compiled kernels instead of Python: the graph of a small
-        # network is hundreds of kernel calls, and this makes its call faster (docs/benchmarks.md).
-        self.fn = torch.compile(fn, options={"cpp_wrapper": True} if cpp_wrapper else None)
+        if cuda_graphs:
+            # On a GPU a small network's step is hundreds of kernel launches, each costing more than its
+            # arithmetic: a CUDA graph replays them as one. The parameters are updated in place, so
+            # their addresses are static and the graph reads them where they are.
+            self.fn = torch.compile(fn, mode="reduce-overhead")
+            for tensor in (t for player in params for t in player.values()):
+                torch._dynamo.mark_static_address(tensor)
+        else:
+            # On CPU, a C++ wrapper calls the compiled kernels instead of Python: the graph of a small
+            # network is hundreds of kernel calls, and this makes its call faster (docs/benchmarks.md).
+            self.fn = torch.compile(fn, options={"cpp_wrapper": True} if cpp_wrapper else None)
 
     @staticmethod
     def trainable(*nets: nn.Module) -> list[Params]:
@@ -172,10 +181,27 @@ class CompiledStep:
         flat buffers), or None (with a warning) when compilation fails: the eager path computes the same."""
         try:
             with torch.no_grad():  # torch.func differentiates inside; nothing outside needs a graph
+                if self.cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
                 step = self.fn(*self.params, real, z, *self.extra)
+                if self.cuda_graphs:  # the next replay overwrites a graph's outputs; logging keeps some longer
+                    step = _cloned(step)
         except Exception as err:  # noqa: BLE001 (any compiler failure: the eager path computes the same)
             warnings.warn(f"compile_step: torch.compile failed ({type(err).__name__}: {err}); training continues "
                           f"on the eager path")
             return None
         u_g, u_d = (step.u_g, step.u_d) if self.flat_update else (list(step.u_g.values()), list(step.u_d.values()))
         return step._replace(xi_g=list(step.xi_g.values()), xi_d=list(step.xi_d.values()), u_g=u_g, u_d=u_d)
+
+
+def _cloned(tree):
+    """A step's outputs (tensors in dicts and named tuples) copied out of a CUDA graph's memory."""
+    if isinstance(tree, Tensor):
+        return tree.clone()
+    if isinstance(tree, dict):
+        return {k: _cloned(v) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_cloned(v) for v in tree))
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_cloned(v) for v in tree)
+    return tree

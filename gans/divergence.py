@@ -29,6 +29,41 @@ def nonfinite(losses: Sequence[Tensor | None], directions: Sequence[Tensor | lis
     return (~torch.isfinite(torch.stack(values))).any().float().reshape(1)
 
 
+class PendingVerdict:
+    """An iteration's finiteness verdict, read later: on a GPU, reading it at once would make the
+    host wait for each iteration's kernels to finish before queueing the next one's. The verdict
+    and the iteration's losses and update norms are copied to pinned host memory as the GPU
+    reaches them (an event marks the copy), so reading them an iteration later waits for nothing.
+    On a CPU they are simply kept."""
+
+    def __init__(self, iteration: int, bad: Tensor, losses: Sequence[Tensor | None],
+                 directions: Sequence[Tensor | list[Tensor] | None]):
+        nan = bad.new_full((), float("nan"))
+        values = [bad.reshape(()), *(nan if loss is None else loss.detach().float().reshape(()) for loss in losses),
+                  *(nan if d is None else _norm_tensor(d).float() for d in directions)]
+        summary = torch.stack([v.to(bad.device) for v in values])
+        self.iteration, self.event = iteration, None
+        if summary.device.type == "cuda":
+            self.host = torch.empty(summary.shape, dtype=summary.dtype, pin_memory=True)
+            self.host.copy_(summary, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = summary
+
+    def read(self) -> tuple[bool, list[float]]:
+        """(non-finite?, [loss_G, loss_D, |update_G|, |update_D|])."""
+        if self.event is not None:
+            self.event.synchronize()
+        bad, *values = self.host.tolist()
+        return bool(bad), values
+
+
+def _norm_tensor(direction: Tensor | list[Tensor]) -> Tensor:
+    return torch.linalg.vector_norm(direction) if isinstance(direction, Tensor) else \
+        torch.nn.utils.get_total_norm(direction)
+
+
 def _value(loss: Tensor | None) -> str:
     return "not computed" if loss is None else f"{float(loss.detach()):.4g}"
 
@@ -73,6 +108,19 @@ class DivergenceGuard:
             f"loss_D={_value(loss_d)}, |update_G|={_norm(dir_g):.4g}, |update_D|={_norm(dir_d):.4g}); the parameters "
             f"were not updated and the last checkpoint is intact. Lower the learning rate or the regulariser weight, "
             f"resume from the checkpoint (--ckpt_path last), or pass --model.on_nonfinite skip to drop such iterations.")
+
+    def stop_late(self, pending: PendingVerdict) -> None:
+        """Raise ``NonFiniteError`` if the iteration of ``pending`` was not finite (under ``stop``
+        with the verdict read an iteration later: that iteration's update was applied)."""
+        bad, (loss_g, loss_d, norm_g, norm_d) = pending.read()
+        if not bad:
+            return
+        raise NonFiniteError(
+            f"iteration {pending.iteration}: non-finite training state (loss_G={loss_g:.4g}, loss_D={loss_d:.4g}, "
+            f"|update_G|={norm_g:.4g}, |update_D|={norm_d:.4g}); on a GPU the check is read an iteration later, so "
+            f"the parameters took that update, and no checkpoint was written since: the last checkpoint is intact. "
+            f"Lower the learning rate or the regulariser weight, resume from the checkpoint (--ckpt_path last), or "
+            f"pass --model.on_nonfinite skip to drop such iterations.")
 
     def state_dict(self) -> dict:
         return {"total": self.skipped, "recent": list(self.recent)}

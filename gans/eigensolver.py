@@ -19,7 +19,9 @@ The algorithm keeps A V = V S + v b^T with V (n x p) orthonormal, v orthogonal t
      zero from needing absolute accuracy).
   3. Restart: the real Schur form S = Q T Q^T sorted so that the kept Ritz values (the wanted ones
      and half the rest, from both ends) lead; V <- V Q[:, :p], S <- T[:p, :p], b <- Q[:, :p]^T b.
-The basis lives in float64 on the products' device; the small dense algebra in scipy.
+The basis lives on the products' device, in float64 unless told otherwise (``basis_dtype``: the
+spectra take float32 on a GPU with float32 products, half the memory of a large model's basis);
+the small dense algebra in scipy, in float64.
 """
 from __future__ import annotations
 
@@ -62,13 +64,15 @@ def _orthogonalise(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def both_ends(matvec: Callable[[Tensor], Tensor], v0: Tensor, *, k_largest: int, k_smallest: int, tol: float,
-              max_products: int | None = None, floor: float = 0.0, m: int | None = None) -> BothEnds:
+              max_products: int | None = None, floor: float = 0.0, m: int | None = None,
+              basis_dtype: torch.dtype = torch.float64) -> BothEnds:
     """The ``k_largest`` eigenvalues of largest magnitude and the ``k_smallest`` of smallest real part
-    of the real n x n operator ``matvec`` (float64 vectors of n entries), from the start ``v0``.
+    of the real n x n operator ``matvec`` (vectors of n entries in ``basis_dtype``), from the start
+    ``v0``.
 
     Stops when every wanted value has converged (module docstring, step 2) or when the next
     extension would pass ``max_products``; then only the converged ones are returned. ``m`` is the
-    basis size (``basis_size`` by default): the basis holds n x (m + 1) float64 numbers.
+    basis size (``basis_size`` by default): the basis holds n x (m + 1) numbers of ``basis_dtype``.
     """
     n = v0.numel()
     wanted = k_largest + k_smallest
@@ -78,20 +82,20 @@ def both_ends(matvec: Callable[[Tensor], Tensor], v0: Tensor, *, k_largest: int,
         raise ValueError(f"a budget of {max_products} products cannot hold one search for {wanted} eigenvalues: "
                          f"give max_products at least {wanted + 2} (k + k_smallest + 2)")
     m = max(min(n, m or basis_size(n, wanted), max_products or n), wanted + 2)
-    V = torch.zeros(n, m + 1, dtype=torch.float64, device=v0.device)
-    V[:, 0] = v0 / torch.linalg.vector_norm(v0)
+    V = torch.zeros(n, m + 1, dtype=basis_dtype, device=v0.device)
+    V[:, 0] = (v0 / torch.linalg.vector_norm(v0)).to(basis_dtype)
     S = np.zeros((m + 1, m))
     generator = torch.Generator(device=v0.device).manual_seed(0)
     p = products = 0
     while True:
         for j in range(p, m):
-            w, h = _orthogonalise(V[:, :j + 1], matvec(V[:, j]))
+            w, h = _orthogonalise(V[:, :j + 1], matvec(V[:, j]).to(basis_dtype))
             products += 1
             beta = float(torch.linalg.vector_norm(w))
             S[:j + 1, j] = h.cpu().numpy()
             if beta <= 1e-12 * max(1.0, float(np.abs(S[:j + 1, :j + 1]).max())) and j + 1 < n:
                 # an invariant subspace: its Ritz values are exact; go on from a fresh direction
-                w = _orthogonalise(V[:, :j + 1], torch.randn(n, dtype=torch.float64, device=v0.device,
+                w = _orthogonalise(V[:, :j + 1], torch.randn(n, dtype=basis_dtype, device=v0.device,
                                                              generator=generator))[0]
                 beta, S[j + 1, j] = float(torch.linalg.vector_norm(w)), 0.0
             else:
@@ -110,10 +114,10 @@ def both_ends(matvec: Callable[[Tensor], Tensor], v0: Tensor, *, k_largest: int,
         T, Q, p = _sorted_schur(H, theta, k_largest, k_smallest, m)
         if converged or (max_products is not None and products + m - p > max_products):
             y = Y[:, np.concatenate([largest, smallest])]
-            restart = V[:, :m] @ torch.as_tensor((y.real + y.imag).sum(axis=1), device=v0.device)
+            restart = V[:, :m] @ torch.as_tensor((y.real + y.imag).sum(axis=1), dtype=basis_dtype, device=v0.device)
             return BothEnds(largest=theta[largest][done[largest]], smallest=theta[smallest][done[smallest]],
                             converged=converged, products=products, restart=restart.cpu().numpy())
-        V[:, :p] = V[:, :m] @ torch.as_tensor(Q[:, :p], device=v0.device)
+        V[:, :p] = V[:, :m] @ torch.as_tensor(Q[:, :p], dtype=basis_dtype, device=v0.device)
         V[:, p] = V[:, m]
         S[:] = 0
         S[:p, :p] = T[:p, :p]

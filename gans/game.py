@@ -23,7 +23,9 @@ takes one coefficient per member (a vector of length N).
 ``reduce`` averages a list of tensors across processes and is the identity on a
 single process. Every method reduces the detached field and each product, so the
 same functions give the exact global-batch update under data parallelism (the
-products of the global field are means of local products).
+products of the global field are means of local products). A decision taken from
+reduced values (a solver's stopping test, SGA's sign) goes through ``agreed``: the
+first process's value on every process (``gans.distributed.ProcessMean.agree``).
 """
 from __future__ import annotations
 
@@ -39,6 +41,21 @@ Reduce = Callable[[list[Tensor]], list[Tensor]]
 def no_reduce(tensors: list[Tensor]) -> list[Tensor]:
     """Single-process ``reduce``: nothing to average."""
     return tensors
+
+
+def agreed(reduce: Reduce, value: Tensor) -> Tensor:
+    """``value`` as every process will act on it: under a ``reduce`` across processes that can
+    agree (``reduce.agree``), the first process's; otherwise ``value`` itself."""
+    agree = getattr(reduce, "agree", None)
+    return value if agree is None else agree(value)
+
+
+def agreed_flag(reduce: Reduce, flag: bool, like: Tensor) -> bool:
+    """A yes/no decision taken alike on every process (``agreed``); ``like`` is a tensor on the
+    device the processes exchange values on."""
+    if getattr(reduce, "agree", None) is None:
+        return flag
+    return bool(agreed(reduce, like.new_tensor(1.0 if flag else 0.0)))
 
 
 class Field(NamedTuple):

@@ -20,6 +20,14 @@ from gans.game import axpy, dot, norm
 
 Vector = list[Tensor]
 MatVec = Callable[[Vector], Vector]
+#: how the processes of a distributed solve agree on whether to go on (``gans.game.agreed_flag``):
+#: every stopping test gates the next product's all-reduce, so all must take the same one
+Agree = Callable[[bool], bool]
+
+
+def alone(flag: bool) -> bool:
+    """``Agree`` of a solve on one process: its own decision."""
+    return flag
 
 
 class Solve(NamedTuple):
@@ -38,7 +46,7 @@ def _residual(matvec: MatVec, b: Vector, x0: Vector | None) -> tuple[Vector, Vec
 
 
 def conjugate_gradient(matvec: MatVec, b: Vector, x0: Vector | None = None, *, tol: float = 1e-6,
-                       max_iter: int = 50) -> Solve:
+                       max_iter: int = 50, agree: Agree = alone) -> Solve:
     """x = A^-1 b for symmetric positive definite A (Hestenes & Stiefel 1952)::
 
         r = b - A x,  p = r;  repeat:  alpha = <r, r> / <p, A p>,  x += alpha p,  r -= alpha A p,
@@ -48,7 +56,7 @@ def conjugate_gradient(matvec: MatVec, b: Vector, x0: Vector | None = None, *, t
     x, r, products = _residual(matvec, b, x0)
     rr = dot(r, r)
     p = r
-    while float(rr.detach()) ** 0.5 > tol * b_norm and products < max_iter:
+    while agree(float(rr.detach()) ** 0.5 > tol * b_norm and products < max_iter):
         ap = matvec(p)
         products += 1
         alpha = rr / dot(p, ap)
@@ -60,7 +68,7 @@ def conjugate_gradient(matvec: MatVec, b: Vector, x0: Vector | None = None, *, t
 
 
 def conjugate_gradient_members(matvec: MatVec, b: Vector, x0: Vector | None = None, *, tol: float = 1e-6,
-                               max_iter: int = 50) -> Solve:
+                               max_iter: int = 50, agree: Agree = alone) -> Solve:
     """``conjugate_gradient`` on stacked systems (``gans.sweep``: one system per member along the
     leading axis, A block-diagonal over members), each member stopping where its own solve would:
     once its residual is small it takes no further step (alpha = 0) while the others go on. A CG
@@ -73,7 +81,7 @@ def conjugate_gradient_members(matvec: MatVec, b: Vector, x0: Vector | None = No
     active = rr.sqrt() > tol * b_norm  # a member with a non-finite residual (a diverged game) takes no step
     iterations = torch.full_like(rr, products)
     p = r
-    while bool(active.any()) and products < max_iter:
+    while agree(bool(active.any()) and products < max_iter):
         ap = matvec(p)
         products += 1
         iterations += active
@@ -86,19 +94,20 @@ def conjugate_gradient_members(matvec: MatVec, b: Vector, x0: Vector | None = No
     return Solve(x, iterations, rr.sqrt() / b_norm)
 
 
-def gmres(matvec: MatVec, b: Vector, x0: Vector | None = None, *, tol: float = 1e-6, max_iter: int = 50) -> Solve:
+def gmres(matvec: MatVec, b: Vector, x0: Vector | None = None, *, tol: float = 1e-6, max_iter: int = 50,
+          agree: Agree = alone) -> Solve:
     """x = A^-1 b for any invertible A (Saad & Schultz 1986), without restarts: the Arnoldi basis
     V of the Krylov space of r0 = b - A x0 and the Hessenberg matrix h with A V_k = V_{k+1} h, then
     x = x0 + V_k y with y = argmin ||beta e_1 - h y|| (a least-squares problem of size k + 1 x k)."""
     b_norm = float(norm(b).detach()) or 1.0
     x, r, products = _residual(matvec, b, x0)
     beta = norm(r) if r else torch.zeros(())
-    if float(beta.detach()) <= tol * b_norm or products >= max_iter:
+    if not agree(float(beta.detach()) > tol * b_norm and products < max_iter):
         return Solve(x, products, float(beta.detach()) / b_norm)
     basis, rows = [[t / beta for t in r]], []
     residual = float(beta.detach())
-    y = None
-    while residual > tol * b_norm and products < max_iter:
+    y, go_on = None, True
+    while go_on:
         w = matvec(basis[-1])
         products += 1
         column = []
@@ -113,9 +122,10 @@ def gmres(matvec: MatVec, b: Vector, x0: Vector | None = None, *, tol: float = 1
         rhs = torch.cat([beta.reshape(1), beta.new_zeros(k)]).reshape(-1, 1)
         y = torch.linalg.lstsq(h, rhs).solution
         residual = float(torch.linalg.vector_norm(rhs - h @ y).detach())
-        if float(column[-1].detach()) <= 1e-14 * b_norm:  # the Krylov space is invariant: y is exact
-            break
-        basis.append([t / column[-1] for t in w])
+        invariant = float(column[-1].detach()) <= 1e-14 * b_norm  # the Krylov space is invariant: y is exact
+        go_on = agree(not invariant and residual > tol * b_norm and products < max_iter)
+        if go_on:
+            basis.append([t / column[-1] for t in w])
     for j in range(len(rows)):
         x = axpy(y[j, 0], basis[j], x)
     return Solve(x, products, residual / b_norm)

@@ -14,13 +14,31 @@ the direction's whole graph, so that its Jacobian, the spectrum of the method, c
 """
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar, Literal, Protocol, Sequence
 
 import torch
 from torch import Tensor
 
 from gans import compiled
-from gans.game import Field, Reduce, Update, axpy, detach, dot, grad, ht_field, jvp, no_reduce, norm, reduced, vjp, vjp_and_jvp
+from gans.game import (
+    Field,
+    Reduce,
+    Update,
+    agreed,
+    agreed_flag,
+    axpy,
+    detach,
+    dot,
+    grad,
+    ht_field,
+    jvp,
+    no_reduce,
+    norm,
+    reduced,
+    vjp,
+    vjp_and_jvp,
+)
 from gans.krylov import conjugate_gradient, conjugate_gradient_members, gmres, implicit_solution
 
 Players = Literal["g", "d", "gd"]
@@ -74,6 +92,10 @@ class Method:
         when the method has none."""
         raise ValueError(f"{type(self).__name__} has no compiled step")
 
+    def validate(self, loss: str) -> None:
+        """Raise ``ValueError``, saying why and what to change, when this method cannot train a game
+        with these losses (``gans.losses``); a model calls it when it is built."""
+
     def commit(self, update: Update, players: Players = "gd") -> None:
         """Keep the state ``update`` leaves (the players that stepped: ``players``)."""
 
@@ -85,6 +107,16 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def to(self, device: torch.device | str) -> Method:
+        """Move the state and any tensor hyperparameter (a sweep's per-member values) to ``device``:
+        a checkpoint is read on the CPU, and a resumed GPU run must not mix its state with CUDA
+        tensors. Returns the method."""
+        self.load_state_dict(_moved(self.state_dict(), device))
+        for name, value in vars(self).items():
+            if isinstance(value, Tensor):
+                setattr(self, name, value.to(device))
+        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -99,6 +131,30 @@ def stacked(game: Game | None) -> bool:
 
 def _present(*parts: list[Tensor] | None) -> list[list[Tensor]]:
     return [p for p in parts if p is not None]
+
+
+def _nonnegative_weight(method: str, gamma: float, regulariser: str) -> None:
+    """Refuse a negative regulariser weight: the method would reward a larger gradient norm, which
+    its theory gives no meaning."""
+    if gamma < 0:
+        raise ValueError(f"{method}: gamma must be >= 0 (the weight of the regulariser {regulariser}), got {gamma:g}; "
+                         f"a negative weight would reward a larger gradient norm")
+
+
+def _moved(tree, device):
+    """A state (tensors in dicts, lists and tuples) with every tensor on ``device``."""
+    if isinstance(tree, Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: _moved(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_moved(v, device) for v in tree)
+    return tree
+
+
+def _reference(field: Field) -> Tensor:
+    """A tensor of the field's device and dtype, for the scalars a method makes."""
+    return next(t for part in (field.xi_g, field.xi_d, field.params_g, field.params_d) if part for t in part)
 
 
 # -- first order --------------------------------------------------------------------------------
@@ -247,6 +303,7 @@ class ConsensusOptimization(Method):
     second_order = True
 
     def __init__(self, gamma: float = 10.0):
+        _nonnegative_weight("ConsensusOptimization", gamma, "||xi||^2")
         self.gamma = gamma
 
     def direction(self, game, field, *, reduce=no_reduce, differentiable=False):
@@ -284,6 +341,7 @@ class JacobianRegularization(Method):
     second_order = True
 
     def __init__(self, gamma: float = 100.0):
+        _nonnegative_weight("JacobianRegularization", gamma, "the other player's ||xi||^2")
         self.gamma = gamma
 
     def direction(self, game, field, *, reduce=no_reduce, differentiable=False):
@@ -333,6 +391,11 @@ class SymplecticGradientAdjustment(Method):
                  eps: float = 0.1):
         if align_dim not in ("scalars", "tensors"):
             raise ValueError(f"align_dim must be 'scalars' or 'tensors', got {align_dim!r}")
+        if lam < 0:  # a sign the alignment rule may choose itself: allowed, but said
+            warnings.warn(f"SGA lam={lam:g}: with align the alignment rule chooses lam's sign, so only |lam| = "
+                          f"{abs(lam):g} is used" if align else
+                          f"SGA lam={lam:g} < 0 subtracts the adjustment (Balduzzi et al. take lam > 0; the "
+                          f"alignment rule, --model.align true, chooses the sign by itself)")
         self.lam, self.align, self.align_dim, self.eps = lam, align, align_dim, eps
 
     def dimension(self, params: Sequence[Tensor], members: bool = False) -> int:
@@ -354,10 +417,10 @@ class SymplecticGradientAdjustment(Method):
             each = stacked(game)
             sign = torch.sign(dot(xi, ht_xi, each).detach() * dot(at_xi, ht_xi, each).detach()
                               / self.dimension(params, each) + self.eps)
-            lam = abs(lam) * sign
+            lam = abs(lam) * agreed(reduce, sign)  # every process takes the first one's sign
         u = axpy(lam, at_xi, xi_field if differentiable else xi)
         n = len(field.xi_g)
-        lam_t = lam if isinstance(lam, Tensor) else torch.tensor(float(lam))
+        lam_t = lam if isinstance(lam, Tensor) else _reference(field).new_tensor(float(lam))
         return Update(u[:n], u[n:], {"sga/lambda": lam_t})
 
     def compiled_rule(self, params_g, params_d, learning_rates):
@@ -419,13 +482,31 @@ class CompetitiveGradient(Method):
         self.eta, self.solver, self.tol, self.max_iter, self.warm_start = eta, solver, tol, max_iter, warm_start
         self._previous: list[Tensor] | None = None
 
-    def symmetric(self, game: Game) -> bool:
-        """Whether the system is solved as a symmetric positive definite one (conjugate gradient)."""
-        return game.loss in self.SYMMETRIC_LOSSES if self.solver == "auto" else self.solver == "cg"
+    def symmetric(self, loss: str) -> bool:
+        """Whether the system of a game with ``loss`` is solved as a symmetric positive definite one
+        (conjugate gradient). Raises for ``cg`` on a loss whose system is not symmetric: its
+        products would use H12 w = -H21^T w, which holds only in zero-sum games, and solve
+        another system without a word."""
+        if self.solver == "cg" and loss not in self.SYMMETRIC_LOSSES:
+            raise ValueError(f"CompetitiveGradient(solver='cg') needs a loss whose system is symmetric "
+                             f"({' or '.join(self.SYMMETRIC_LOSSES)}); with loss {loss!r} H21 is not -H12^T: "
+                             f"use solver 'auto' or 'gmres' (or a zero-sum loss)")
+        return loss in self.SYMMETRIC_LOSSES if self.solver == "auto" else self.solver == "cg"
+
+    def validate(self, loss: str) -> None:
+        self.symmetric(loss)
+
+    @staticmethod
+    def reachable_tolerance(tol: float, dtype: torch.dtype) -> float:
+        """The tolerance of the solves inside the direction's Jacobian (the implicit function theorem
+        needs an accurate solution): ``tol`` and at most 1e-12, but no tighter than the products'
+        precision reaches (100 eps): in float32, the spectra's default, 1e-12 is never reached and
+        every solve ran to its cap of products, 200 per Jacobian product of the spectrum."""
+        return max(min(tol, 1e-12), 100 * torch.finfo(dtype).eps)
 
     def products(self, game: Game, field: Field, reduce: Reduce, create_graph: bool):
         """(w -> H12 w, v -> H21 v), each reduced across processes."""
-        if self.symmetric(game):  # H12 w = -H21^T w and H21 v = -H12^T v: vector-Jacobian products of xi
+        if self.symmetric(game.loss):  # H12 w = -H21^T w and H21 v = -H12^T v: vector-Jacobian products of xi
             def h12(w):
                 return [-t for t in reduced(reduce, vjp(field.xi_d, field.params_g, w, create_graph=create_graph))[0]]
 
@@ -443,15 +524,16 @@ class CompetitiveGradient(Method):
         return h12, h21
 
     def direction(self, game, field, *, reduce=no_reduce, differentiable=False):
-        eta, symmetric = self.eta, self.symmetric(game)
+        eta, symmetric = self.eta, self.symmetric(game.loss)
         solve = conjugate_gradient if symmetric else gmres
         if stacked(game):
             if not symmetric or differentiable:
-                raise ValueError("stacked games (a sweep) solve CGD's system by conjugate gradient per member: use a "
-                                 "loss for which it is symmetric (zero_sum or wasserstein) or solver='cg'; the "
-                                 "spectrum of a member is taken on the member's own model")
+                raise ValueError("stacked games (a sweep) solve CGD's system by conjugate gradient per member, which "
+                                 "needs a loss for which it is symmetric (zero_sum or wasserstein); the spectrum of a "
+                                 "member is taken on the member's own model")
             solve = conjugate_gradient_members
         h12, h21 = self.products(game, field, reduce, create_graph=False)
+        ref = _reference(field)
 
         def matvec(v):  # A v = v - eta^2 H12 H21 v
             return axpy(-eta * eta, h12(h21(v)), v)
@@ -460,7 +542,7 @@ class CompetitiveGradient(Method):
             xi_g, xi_d = reduced(reduce, detach(field.xi_g), detach(field.xi_d))
             b = axpy(-eta, h12(xi_d), xi_g)
             result = solve(matvec, b, self._previous if self.warm_start else None, tol=self.tol,
-                           max_iter=self.max_iter)
+                           max_iter=self.max_iter, agree=lambda flag: agreed_flag(reduce, flag, ref))
             u_g = detach(result.x)
             u_d = detach(axpy(-eta, h21(u_g), xi_d))
         else:  # the solution as a function of the parameters: the implicit function theorem
@@ -471,15 +553,15 @@ class CompetitiveGradient(Method):
                 return axpy(-eta * eta, vjp(field.xi_d, field.params_g, vjp(field.xi_g, field.params_d, v)), v)
 
             def tight(op, rhs):
-                return solve(op, rhs, tol=min(self.tol, 1e-12), max_iter=max(self.max_iter, 200))
+                return solve(op, rhs, tol=self.reachable_tolerance(self.tol, ref.dtype), max_iter=max(self.max_iter, 200))
 
             result = tight(matvec, detach(b))
             u_g = implicit_solution(result.x, b, [*field.params_g, *field.params_d],
                                     lambda v: axpy(-eta * eta, h12_graph(h21_graph(v)), v),
                                     transposed if not symmetric else matvec, tight)
             u_d = axpy(-eta, h21_graph(u_g), field.xi_d)
-        stats = {"cgd/iterations": torch.as_tensor(result.iterations).to(torch.get_default_dtype()),
-                 "cgd/residual": torch.as_tensor(result.residual)}
+        stats = {"cgd/iterations": torch.as_tensor(result.iterations, device=ref.device).to(ref.dtype),
+                 "cgd/residual": torch.as_tensor(result.residual, device=ref.device)}
         return Update(u_g, u_d, stats, state=detach(u_g))
 
     def compiled_rule(self, params_g, params_d, learning_rates):

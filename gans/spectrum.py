@@ -1,12 +1,15 @@
 """Eigenvalues of the game Jacobian: the phase factor and the conditioning factor.
 
-    result = compute_spectrum(model, real, z, field="update", k=None)   # full spectrum, float64
+    result = compute_spectrum(model, real, z, field="update", k=None)   # full spectrum (float64 on a CPU)
     result = compute_spectrum(model, real, z, k=20)                      # top-20 + the smallest real part
     result = compute_spectrum(model, real, z, k=6, dtype=torch.float32, tol=1e-4,
                               max_products=600, start=previous.start)   # the callback's diagnostic settings
+    results = evaluate_spectra(model, data.eval_samples(64), SpectrumSettings(field="update", k=6, batch_size=64))
 
-(``python -m commands.spectrum CHECKPOINT`` for a saved checkpoint; ``callbacks.JacobianSpectrum``
-during training.)
+``SpectrumSettings`` is how a spectrum is evaluated wherever it is (``callbacks.JacobianSpectrum``
+during training, ``python -m commands.spectrum CHECKPOINT`` for a saved checkpoint, a sweep's
+members), and ``evaluate_spectra`` the one routine that evaluates it: the same settings give the
+same eigenvalues in each.
 
 ``field="gradient"`` is the Jacobian H of the plain field xi = (grad_phi L_G, grad_theta L_D);
 ``field="update"`` the Jacobian of the direction the model's method follows (H for vanilla,
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -34,14 +38,138 @@ import torch.distributed as dist
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
+from gans import interrupt
 from gans.base import TwoPlayerGAN, preserved_buffers
+from gans.distributed import from_rank0, rebuilt_error
 from gans.eigensolver import both_ends
+from gans.precision import full_float32
 
 #: the vector field whose Jacobian a spectrum is of: H (xi itself) or the update direction u
 SpectrumField = Literal["gradient", "update"]
 #: above this many parameters a dense eigendecomposition stops being cheap on a CPU (its cost
 #: grows with the cube; ``benchmarks/spectrum_cost.py`` measures it)
 MAX_FULL_PARAMS = 2000
+#: the eigenvalues of largest magnitude a top-k search finds when the settings leave k open and the
+#: model is too large for a full spectrum
+AUTO_K = 20
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class SpectrumSettings:
+    """How a spectrum is evaluated, wherever it is: the callback during training, the offline
+    command (which starts from the run's callback settings) and a sweep's members.
+
+    Args:
+        field: ``update`` (the Jacobian of the method's direction), ``gradient`` (H of xi) or
+            ``both``. A method whose direction has no Jacobian of its own (the optimistic one) gets
+            ``gradient`` for ``update``.
+        k: eigenvalues of largest magnitude (one Krylov-Schur search); None: the full spectrum when
+            the model has at most ``max_full_params`` parameters, else ``AUTO_K``.
+        k_smallest: with top-k, how many of smallest real part besides.
+        num_batches, batch_size: the evaluation data, ``num_batches`` fixed batches of
+            ``batch_size`` real samples (the data's ``eval_samples``) whose fields are averaged.
+        seed: the latent codes of those batches.
+        dtype: the precision of the Jacobian products (``float32`` or ``float64``).
+        tol: the search's relative tolerance.
+        max_products: the budget of Jacobian products per field and evaluation (None: no limit).
+        max_full_params: the largest model given a full spectrum when ``k`` is None.
+    """
+
+    field: Literal["update", "gradient", "both"] = "both"
+    k: int | None = None
+    k_smallest: int = 1
+    num_batches: int = 1
+    batch_size: int = 256
+    seed: int = 4321
+    dtype: Literal["float32", "float64"] = "float32"
+    tol: float = 1e-4
+    max_products: int | None = 600
+    max_full_params: int = MAX_FULL_PARAMS
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.field not in ("update", "gradient", "both"):
+            problems.append(f"field must be 'update', 'gradient' or 'both', got {self.field!r}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.k is not None and self.k < 1:
+            problems.append(f"k must be a positive number of eigenvalues (or null for automatic), got {self.k}")
+        if self.k_smallest < 1 or self.num_batches < 1 or self.batch_size < 2:
+            problems.append(f"k_smallest and num_batches must be >= 1 and batch_size >= 2, got k_smallest="
+                            f"{self.k_smallest}, num_batches={self.num_batches}, batch_size={self.batch_size}")
+        if self.max_products is not None and self.max_products < 1:
+            problems.append(f"max_products must be a positive number of products (or null for no limit), got "
+                            f"{self.max_products}")
+        if not self.tol > 0:
+            problems.append(f"tol must be positive, got {self.tol}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @property
+    def fields(self) -> list[str]:
+        """The fields asked for."""
+        return ["update", "gradient"] if self.field == "both" else [self.field]
+
+    def fields_of(self, module: TwoPlayerGAN) -> list[str]:
+        """The fields evaluated for ``module`` (``update`` becomes ``gradient`` for a method whose
+        direction has no Jacobian of its own)."""
+        fields = self.fields
+        if not module.method.has_jacobian:
+            fields = ["gradient" if f == "update" else f for f in fields]
+        return list(dict.fromkeys(fields))
+
+    def k_of(self, num_params: int) -> int | None:
+        """k for a model of ``num_params`` parameters (None: the full spectrum)."""
+        if self.k is not None:
+            return self.k
+        return None if num_params <= self.max_full_params else AUTO_K
+
+    def batches(self, module: TwoPlayerGAN, real: Tensor, rank: int = 0, world: int = 1
+                ) -> tuple[list[Tensor], list[Tensor]]:
+        """This process's share of each evaluation batch: real samples (the first
+        ``num_batches * batch_size`` of ``real``) and latent codes from ``seed``, on the model's
+        device. Every process takes an equal share of each batch (a remainder is left out)."""
+        n = self.batch_size * self.num_batches
+        if len(real) < n:
+            raise ValueError(f"the spectrum's {self.num_batches} batch(es) of {self.batch_size} need {n} real samples, "
+                             f"got {len(real)}")
+        z = module.sample_latent(n, torch.Generator().manual_seed(self.seed)).cpu()
+        share = self.batch_size // world
+        reals, zs = [], []
+        for real_b, z_b in zip(real[:n].split(self.batch_size), z.split(self.batch_size)):
+            reals.append(real_b[rank * share:(rank + 1) * share].to(module.device))
+            zs.append(z_b[rank * share:(rank + 1) * share].to(module.device))
+        return reals, zs
+
+
+def evaluate_spectra(module: TwoPlayerGAN, real: Tensor, settings: SpectrumSettings, *, rank: int = 0,
+                     world: int = 1, preconditioner: Tensor | None = None,
+                     starts: dict[str, dict[str, np.ndarray]] | None = None,
+                     progress: Callable[[str, int], contextlib.AbstractContextManager] | None = None,
+                     ) -> dict[str, tuple[SpectrumResult, float]]:
+    """The spectra of ``settings`` for ``module`` at its current parameters, by field: (result,
+    seconds). ``real`` holds the evaluation's real samples (``settings.batches`` takes this
+    process's share); ``starts`` a warm start per field; ``progress(description, total)`` a
+    context manager yielding a function called with the products done (a progress display)."""
+    reals, zs = settings.batches(module, real, rank, world)
+    n_params = sum(p.numel() for p in module.params_g + module.params_d)
+    k = settings.k_of(n_params)
+    out = {}
+    for name in settings.fields_of(module):
+        total = n_params if k is None else (settings.max_products or 1000)  # no budget: the bar is a guide
+        begin = time.perf_counter()
+        with (progress(f"spectrum of the {name} field", total) if progress else contextlib.nullcontext(None)) as advance:
+            result = compute_spectrum(
+                module, reals, zs, field=name, k=k, k_smallest=settings.k_smallest, dtype=settings.torch_dtype,
+                tol=settings.tol, max_products=settings.max_products, max_full_params=settings.max_full_params,
+                preconditioner=preconditioner, start=(starts or {}).get(name), on_product=advance)
+        out[name] = (result, time.perf_counter() - begin)
+    return out
 
 
 @dataclass
@@ -198,7 +326,10 @@ class JacobianProducts:
         return t
 
     def __call__(self, v: Tensor) -> Tensor:
-        """J^T v for a float64 vector ``v``, in float64."""
+        """J^T v for a float64 vector ``v``, in float64. On one process an interrupt stops the work
+        here (``gans.interrupt``); under several, the search's driver decides (``_topk``)."""
+        if not self.distributed:
+            interrupt.check()
         self.matvecs += 1
         out = self._mean(self._local(v.to(self.ref.dtype))).to(v.dtype)
         self.on_product(1)
@@ -210,6 +341,8 @@ class JacobianProducts:
         eye = torch.eye(self.n, dtype=self.ref.dtype, device=self.ref.device)
         rows = []
         for block in eye.split(chunk):
+            if not self.distributed:
+                interrupt.check()
             try:
                 rows.append(self._local(block))
             except RuntimeError:
@@ -231,38 +364,64 @@ def _topk(ops: JacobianProducts, k: int, k_smallest: int, tol: float, seed: int,
         if not 0 < count < n - 1:
             raise ValueError(f"{name} must be between 1 and {n - 2} for {n} parameters, got {count}")
     rank0 = not ops.distributed or dist.get_rank() == 0
-    # the vectors travel in the products' precision: each rank rounds to it before its product anyway
+    # the vectors travel in the products' precision: each rank rounds to it before its product anyway;
+    # the first entry says what comes: 1 a vector to multiply, 0 the end, -1 rank 0's error
     wire = dict(dtype=ops.ref.dtype, device=ops.ref.device)
     if ops.distributed and not rank0:
         while True:
             msg = torch.empty(n + 1, **wire)
             dist.broadcast(msg, 0)
-            if msg[0] == 0:
+            code = float(msg[0])
+            if code == 0:
                 values, truncated = _from_rank0(None)
                 return values, truncated, {}
+            if code < 0:  # rank 0 stopped between two products (an error, an interrupt): stop alike
+                raise rebuilt_error(*_from_rank0(None))
             ops(msg[1:].double())
 
+    in_product = [False]
+
     def matvec(v: Tensor) -> Tensor:
+        interrupt.check()  # the driver decides for every process, between two products
         if ops.distributed:
             msg = torch.cat([torch.ones(1, **wire), v.to(**wire)])
             dist.broadcast(msg, 0)
             v = msg[1:].double()  # rank 0 multiplies what the others received
-        return ops(v)
+        in_product[0] = True
+        out = ops(v)
+        in_product[0] = False
+        return out
 
     v0 = (start or {}).get("krylov")
     if v0 is None or v0.shape != (n,) or not np.any(v0):
         v0 = np.random.default_rng(seed).standard_normal(n)
-    # scipy's OpenBLAS threads would spin between the small dense steps and slow torch's threads down
-    # several times over (docs/spectra.md, "What it costs")
-    with threadpool_limits(1, user_api="blas"):
-        found = both_ends(matvec, torch.as_tensor(v0, dtype=torch.float64, device=ops.ref.device), k_largest=k,
-                          k_smallest=k_smallest, tol=tol, max_products=max_products, floor=floor)
+    try:
+        # scipy's OpenBLAS threads would spin between the small dense steps and slow torch's threads
+        # down several times over (docs/spectra.md, "What it costs")
+        with threadpool_limits(1, user_api="blas"):
+            found = both_ends(matvec, torch.as_tensor(v0, dtype=torch.float64, device=ops.ref.device), k_largest=k,
+                              k_smallest=k_smallest, tol=tol, max_products=max_products, floor=floor,
+                              basis_dtype=basis_dtype(ops.ref))
+    except BaseException as err:
+        # The other processes wait for rank 0's next message: tell them, unless the error came from
+        # inside a product, whose all-reduce they are in (then the run's failure watch ends them).
+        if ops.distributed and not in_product[0]:
+            dist.broadcast(torch.full((n + 1,), -1.0, **wire), 0)
+            _from_rank0((type(err), str(err)))
+        raise
     # an eigenvalue can be both among the largest and the smallest real parts (in a small operator): keep it once
     values = np.concatenate([found.largest, [z for z in found.smallest if not np.any(found.largest == z)]])
     if ops.distributed:
         dist.broadcast(torch.zeros(n + 1, **wire), 0)
         _from_rank0((values, not found.converged))
     return values, not found.converged, {"krylov": found.restart}
+
+
+def basis_dtype(products: Tensor) -> torch.dtype:
+    """The Krylov basis's precision: float64, but float32 for float32 products on a GPU, where the basis
+    of a large model (31 vectors of its parameters: 250 MB per million in float64) takes the
+    memory training needs, and the products' own rounding is coarser than the basis's anyway."""
+    return torch.float32 if products.dtype == torch.float32 and products.device.type == "cuda" else torch.float64
 
 
 def _from_rank0(obj):
@@ -282,7 +441,7 @@ def _gather(t: Tensor) -> Tensor:
 
 
 def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: SpectrumField = "update",
-                     k: int | None = None, k_smallest: int = 1, dtype: torch.dtype | None = torch.float64,
+                     k: int | None = None, k_smallest: int = 1, dtype: torch.dtype | Literal["auto"] | None = "auto",
                      tol: float = 1e-8, max_products: int | None = None, max_full_params: int = MAX_FULL_PARAMS,
                      seed: int = 0, start: dict[str, np.ndarray] | None = None, preconditioner: Tensor | None = None,
                      on_product: Callable[[int], None] | None = None) -> SpectrumResult:
@@ -297,9 +456,10 @@ def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tenso
         k: ``None`` for the full spectrum (dense Jacobian, numpy eigvals); an int for the k
             eigenvalues of largest magnitude plus the ``k_smallest`` of smallest real part, by one
             Krylov-Schur search (``gans.eigensolver``).
-        dtype: the precision of the products (float64 by default; ``None`` keeps the model's).
-            The search itself always works in float64; float32 products move the eigenvalues by about
-            1e-7 of the spectral radius (docs/spectra.md) and cost less.
+        dtype: the precision of the products: ``auto`` (float64 for a model on a CPU, float32 on a
+            GPU, where the networks would otherwise run in float64, many times slower), a dtype, or
+            ``None`` (the model's). The search itself always works in float64; float32 products
+            move the eigenvalues by about 1e-7 of the spectral radius (docs/spectra.md) and cost less.
         tol: the relative tolerance of the search (top-k only; ``gans.eigensolver``).
         max_products: a budget of Jacobian products for the top-k search (None: until converged);
             when it runs out, the eigenvalues that converged are returned (``result.truncated``).
@@ -311,6 +471,10 @@ def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tenso
         on_product: called with the number of products done after each (a progress display).
     """
     reals, zs = (list(real), list(z)) if isinstance(real, (list, tuple)) else ([real], [z])
+    if isinstance(dtype, str):
+        if dtype != "auto":
+            raise ValueError(f"dtype must be a torch dtype, None or 'auto', got {dtype!r}")
+        dtype = torch.float64 if module.device.type == "cpu" else torch.float32
     options = dict(field=field, k=k, k_smallest=k_smallest, dtype=dtype, tol=tol, max_products=max_products,
                    max_full_params=max_full_params, seed=seed, start=start, preconditioner=preconditioner,
                    on_product=on_product)
@@ -319,10 +483,9 @@ def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tenso
     if field == "update" and not module.method.direction_is_field:
         # A method's update (ConOpt, JARE, extragradient, ...) is not an average of per-shard
         # updates: evaluate the global batch on one process (exact), and hand its result to the others.
+        # If rank 0 fails (or is interrupted), every process raises the same (``from_rank0``).
         reals, zs = [_gather(r) for r in reals], [_gather(t) for t in zs]
-        box = [_spectrum(module, reals, zs, distributed=False, **options) if dist.get_rank() == 0 else None]
-        dist.broadcast_object_list(box, 0)
-        return box[0]
+        return from_rank0(lambda: _spectrum(module, reals, zs, distributed=False, **options))
     return _spectrum(module, reals, zs, distributed=True, **options)
 
 
@@ -334,11 +497,14 @@ def zero_tolerance(dtype: torch.dtype) -> float:
 def _spectrum(module, reals, zs, *, field, k, k_smallest, dtype, tol, max_products, max_full_params, seed, start,
               preconditioner, on_product, distributed) -> SpectrumResult:
     with preserved_buffers(module.generator, module.discriminator), converted(module.generator, dtype), \
-            converted(module.discriminator, dtype):
+            converted(module.discriminator, dtype), full_float32():
         target = dtype or module.params_g[0].dtype
         batches = [(r.to(target), t.to(target)) for r, t in zip(reals, zs)]
         u, params = field_with_graph(module, batches, field)
-        if not all(torch.isfinite(t).all() for t in u):
+        bad = torch.stack([~torch.isfinite(t).all() for t in u]).any().float().reshape(1)
+        if distributed:  # each process sees its shard: all must raise, or none
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item():
             raise FloatingPointError(f"the {field} field is not finite (NaN or inf) at these parameters, so its "
                                      f"Jacobian has no spectrum: the model or the data has diverged")
         ops = JacobianProducts(u, params, distributed, scale=preconditioner, on_product=on_product)

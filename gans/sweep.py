@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from gans import compiled, game
-from gans.base import OBJECT_ARGUMENTS, TRAINING_STREAM, TwoPlayerGAN
+from gans.base import OBJECT_ARGUMENTS, TRAINING_STREAM, TwoPlayerGAN, check_learning_rates, on_device
 from gans.distributed import mean_across_processes, rank_and_world
 from gans.divergence import NonFiniteError
 from gans.flat import ELEMENTWISE
@@ -114,6 +114,10 @@ class SweepGAN(TwoPlayerGAN):
             raise ValueError(f"a sweep needs at least one member and one seed per member, got {len(members)} members "
                              f"and {len(seeds)} seeds")
         first = members[0]
+        if type(first).player_losses is not TwoPlayerGAN.player_losses:
+            raise ValueError(f"{type(first).__name__} has losses of its own (player_losses), which a sweep does not stack: "
+                             f"a sweep trains models whose losses are the two players' (vanilla, conopt, jare, sga and "
+                             f"the method models); train its seeds as separate runs")
         for i, m in enumerate(members):
             problems = [name for name in SHARED_SETTINGS if getattr(m, name) != getattr(first, name)]
             if type(m) is not type(first) or problems:
@@ -121,8 +125,11 @@ class SweepGAN(TwoPlayerGAN):
                                  f"of a sweep differ only by seed, the method's numeric hyperparameters and the "
                                  f"learning rate")
         if first.penalty != "none":
-            raise ValueError(f"gradient penalties ({first.penalty}) are not available in a sweep: R1 and R2 differentiate "
-                             f"with respect to each member's own inputs, which the stacked forward pass does not keep apart")
+            where = {"r1": "its real samples", "r2": "its generated samples",
+                     "wgan_gp": "random interpolates of its real and generated samples"}.get(first.penalty, "its inputs")
+            raise ValueError(f"the gradient penalty {first.penalty} is not available in a sweep: it differentiates each "
+                             f"member's discriminator with respect to {where}, input gradients that the stacked "
+                             f"forward pass does not keep apart by member; drop --model.penalty or train separate runs")
         method, swept = stacked_method([m.method for m in members])
         super().__init__(
             StackedNetworks([m.generator for m in members]), StackedNetworks([m.discriminator for m in members]),
@@ -230,7 +237,8 @@ class SweepGAN(TwoPlayerGAN):
         fn = compiled.stacked_step_function(self.generator.template, self.discriminator.template, self.loss_fn,
                                             is_zero_sum(self.loss_name), rule_of, self.own_data)
         params = [{n: p.detach() for n, p in net.stacked_parameters().items()} for net in (self.generator, self.discriminator)]
-        return compiled.CompiledStep(fn, params, flat_update=False, cpp_wrapper=self.device.type == "cpu", extra=(hyper,))
+        return compiled.CompiledStep(fn, params, flat_update=False, cpp_wrapper=self.device.type == "cpu", extra=(hyper,),
+                                     cuda_graphs=self.device.type == "cuda")
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
@@ -265,6 +273,7 @@ class SweepGAN(TwoPlayerGAN):
                       for player, name in enumerate(("generator", "discriminator"))
                       for m, row in enumerate(self._stepped[player])]
             optimizer = self.optimizer_factory(groups)
+        check_learning_rates(optimizer)
         if not isinstance(optimizer, ELEMENTWISE):
             raise ValueError(f"a sweep steps its members' parameters as one buffer, which needs an optimizer that acts "
                              f"elementwise ({', '.join(c.__name__ for c in ELEMENTWISE)}), got {type(optimizer).__name__}")
@@ -334,8 +343,8 @@ class SweepGAN(TwoPlayerGAN):
         scalars = {k: v.detach().float() for k, v in stats.items() if k not in metrics}
         logged = {k: v.detach().float()[alive].mean() for k, v in metrics.items()}
         logged.update(scalars)
-        logged["sweep/diverged"] = torch.tensor(float(self.count - int(alive.sum())))
-        self.log_dict(logged, on_step=True, on_epoch=False, sync_dist=rank_and_world()[1] > 1)
+        logged["sweep/diverged"] = self.count - alive.sum()
+        self.log_dict(on_device(logged, self.device), on_step=True, on_epoch=False, sync_dist=rank_and_world()[1] > 1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -8,7 +8,8 @@ from typing import Callable
 
 import torch
 
-from gans.distributed import rank_and_world
+from gans.checkpoint import atomic_save
+from gans.distributed import from_rank0
 
 
 def cache_root() -> Path:
@@ -16,18 +17,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("GAN_DYNAMICS_CACHE") or Path.home() / ".cache" / "gan-dynamics")
 
 
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file and rename, so an interrupted write never leaves a broken cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def cached(path: Path, compute: Callable[[], dict], barrier: Callable[[], None] = lambda: None) -> dict:
-    """The dict at ``path``, computed by ``compute()`` on rank 0 when the file is missing and saved
-    atomically; the other ranks wait at ``barrier`` and read it (so a network is trained once)."""
-    if rank_and_world()[0] == 0 and not path.is_file():
-        atomic_save(compute(), path)
-    barrier()
-    return torch.load(path, map_location="cpu", weights_only=True)
+def cached(path: Path, compute: Callable[[], dict]) -> dict:
+    """The dict at ``path``, or ``compute()`` saved there atomically (``gans.checkpoint.atomic_save``)
+    when the file is missing. Rank 0 alone reads or computes it (a network is trained once) and every
+    process receives its value (``gans.distributed.from_rank0``): the other processes need not see
+    the file (a cache on a node-local disk), and if rank 0 fails they fail with it instead of waiting."""
+    def load_or_compute() -> dict:
+        if path.is_file():
+            return torch.load(path, map_location="cpu", weights_only=True)
+        value = compute()
+        atomic_save(value, path)
+        return value
+    return from_rank0(load_or_compute)

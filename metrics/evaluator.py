@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from gans import interrupt
+from gans.streams import cpu_seeded
 from metrics.cache import cached
 
 
@@ -39,45 +41,47 @@ def _items(dataset: Dataset, indices: Tensor, factors: list[int]) -> tuple[Tenso
 
 def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int, *, steps: int = 4000,
                     batch_size: int = 64, lr: float = 1e-3, held_out: int = 1000, seed: int = 0,
-                    report: Callable[[int], None] = lambda n: None) -> tuple[FactorEncoder, float]:
-    """Fit a ``FactorEncoder`` to the codes of ``dataset[indices]`` (items (image, codes, ...));
-    returns it in eval mode and its mean ||E*(x) - c||_2 on ``held_out`` items it never saw."""
+                    report: Callable[[int], None] = lambda n: None,
+                    device: torch.device | str = "cpu") -> tuple[FactorEncoder, float]:
+    """Fit a ``FactorEncoder`` to the codes of ``dataset[indices]`` (items (image, codes, ...)) on
+    ``device``; returns it on the CPU in eval mode and its mean ||E*(x) - c||_2 on ``held_out``
+    items it never saw. An interrupt (``gans.interrupt``) stops it between steps."""
     gen = torch.Generator().manual_seed(seed)
     indices = torch.as_tensor(indices)[torch.randperm(len(indices), generator=gen)]
     held_out = min(held_out, len(indices) // 5)
     test, train = indices[:held_out], indices[held_out:]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = FactorEncoder(channels, len(factors))
+    with cpu_seeded(seed):
+        net = FactorEncoder(channels, len(factors)).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         for _ in range(steps):
+            interrupt.check()
             report(1)
             images, codes = _items(dataset, train[torch.randint(len(train), (batch_size,), generator=gen)], factors)
-            loss = (net(images) - codes).square().sum(1).mean()
+            loss = (net(images.to(device)) - codes.to(device)).square().sum(1).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
-    net.eval().requires_grad_(False)
+    net = net.cpu().eval().requires_grad_(False)
     with torch.no_grad():
         errors = [(net(x) - c).norm(dim=1) for x, c in (_items(dataset, part, factors) for part in test.split(256))]
     return net, float(torch.cat(errors).mean()) if errors else float("nan")
 
 
 def cached_evaluator(datamodule, factors: list[int], cache_dir: Path, *, steps: int = 4000, seed: int = 0,
-                     barrier=lambda: None, report: Callable[[int], None] = lambda n: None
+                     report: Callable[[int], None] = lambda n: None, device: torch.device | str = "cpu"
                      ) -> tuple[FactorEncoder, float]:
-    """The data set's evaluator: trained on rank 0 the first time (``report(1)`` after each step),
-    then read from ``cache_dir`` (keyed by the images and their factors, not by which of them
-    training may use)."""
+    """The data set's evaluator: trained on rank 0 (on ``device``) the first time (``report(1)``
+    after each step), then read from ``cache_dir`` (keyed by the images and their factors, not by
+    which of them training may use); every process receives rank 0's (``metrics.cache.cached``)."""
     channels = datamodule.sample_shape[0]
     name = f"evaluator-{datamodule.factor_digest()}-{'_'.join(map(str, factors))}-{steps}-{seed}.pt"
 
     def train() -> dict:
         net, error = train_evaluator(datamodule.eval_dataset(), datamodule.evaluation_indices(), factors, channels,
-                                     steps=steps, seed=seed, report=report)
+                                     steps=steps, seed=seed, report=report, device=device)
         return {"state_dict": net.state_dict(), "l2_error": error}
 
-    saved = cached(Path(cache_dir) / name, train, barrier)
+    saved = cached(Path(cache_dir) / name, train)
     net = FactorEncoder(channels, len(factors))
     net.load_state_dict(saved["state_dict"])
     return net.eval().requires_grad_(False), saved["l2_error"]

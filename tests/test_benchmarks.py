@@ -216,3 +216,14 @@ def test_the_eager_baseline_trains_like_our_path(method, cls, kw):
     for ours, theirs in zip([*model.generator.parameters(), *model.discriminator.parameters()],
                             [*g.parameters(), *d.parameters()]):
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_the_gpu_checks_run_and_pass_on_the_cpu():
+    """benchmarks/gpu_check.py's checks run on a CPU too (gloo for NCCL): the quick ones here, so the
+    script the first GPU will run cannot rot (the whole set: python -m benchmarks.gpu_check --device cpu)."""
+    from benchmarks import gpu_check
+
+    assert gpu_check.main(["--device", "cpu", "--only", "nccl_statistics", "tf32_kept_out", "refused_16_mixed"]) == 0
+    rows = json.loads((RESULTS / "gpu_check_cpu.json").read_text())["rows"]
+    assert [r["check"] for r in rows] == ["nccl_statistics", "tf32_kept_out", "refused_16_mixed"]
+    assert all(r["passed"] for r in rows)

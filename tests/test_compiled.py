@@ -77,6 +77,25 @@ def test_a_compiled_run_trains_like_the_eager_one(flat_buffers):
     assert fast._compiled is None  # released after the fit
 
 
+def test_the_cuda_graph_form_of_the_step_computes_the_same(batch64):
+    """On a GPU the compiled step is compiled with CUDA graphs (``reduce-overhead``), its parameters
+    marked static and its outputs copied out of the graph's memory. On a CPU torch.compile runs that
+    mode without graphs: the direction of the game algebra (float64), its outputs copies."""
+    from gans.compiled import CompiledStep, step_function
+
+    model = train(False, steps=1, gamma=10.0).double()
+    real = batch64[0]
+    z = model.sample_latent(len(real), torch.Generator().manual_seed(0))
+    fn = step_function(model.generator, model.discriminator, model.loss_fn, True,
+                       model.method.compiled_rule(model.params_g, model.params_d, (1e-2, 1e-2)))
+    params = CompiledStep.trainable(model.generator, model.discriminator)
+    graphs = CompiledStep(fn, params, flat_update=False, cpp_wrapper=False, cuda_graphs=True)(real, z)
+    eager_g, eager_d = model.update_direction(real, z)
+    for a, b in zip([*eager_g, *eager_d], [*graphs.u_g, *graphs.u_d]):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    assert set(graphs.stats) == {"reg/generator", "reg/discriminator"}
+
+
 def test_a_failing_compiler_falls_back_to_the_eager_path(monkeypatch):
     def broken(fn, **options):
         def call(*args):

@@ -142,3 +142,17 @@ def test_a_restart_that_would_cut_a_conjugate_pair_keeps_one_vector_fewer():
     np.testing.assert_allclose(Q @ T @ Q.T, H, atol=1e-12)
     kept = np.linalg.eigvals(T[:p, :p])
     np.testing.assert_allclose(np.sort_complex(kept), np.sort_complex(kept.conj()), atol=1e-12)  # pairs whole
+
+
+def test_a_float32_basis_finds_the_same_ends_within_the_tolerance():
+    """On a GPU with float32 products the basis is float32 (half the memory of a large model's):
+    the wanted eigenvalues agree with the float64 basis's within the search's tolerance."""
+    matrix = torch.as_tensor(operator_with(gan_like_spectrum(120, seed=3), seed=3))
+    v0 = torch.randn(120, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exact = both_ends(lambda v: matrix @ v, v0, k_largest=6, k_smallest=1, tol=1e-6)
+    single = both_ends(lambda v: (matrix.float() @ v.float()), v0, k_largest=6, k_smallest=1, tol=1e-4,
+                       basis_dtype=torch.float32)
+    radius = np.abs(exact.largest).max()
+    for ours, theirs in ((single.largest, exact.largest), (single.smallest, exact.smallest)):
+        assert len(ours) == len(theirs)
+        assert max(np.abs(ours - theirs)) <= 1e-3 * radius

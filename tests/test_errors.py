@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from callbacks.figures import curves_figure
-from callbacks.jacobian_spectrum import JacobianSpectrum
 from commands import errors, layers, train
 from datamodules import ImageFolder
 from gans.threads import usable_cores
@@ -157,11 +156,7 @@ def test_the_sample_command_names_bad_counts_and_says_where_it_writes(tmp_path, 
 def test_the_spectrum_splits_any_batch_over_the_processes():
     """--trainer.devices 3 with a spectrum batch of 64: each process takes 21 samples (63 in all)
     instead of stopping three processes with an error."""
-    class Trainer:
-        world_size, datamodule = 3, None
-
-    callback = JacobianSpectrum(batch_size=64)
-    callback._real = torch.arange(64.0)[:, None]
+    from gans.spectrum import SpectrumSettings
 
     class Model:
         device = "cpu"
@@ -172,8 +167,7 @@ def test_the_spectrum_splits_any_batch_over_the_processes():
 
     shares = []
     for rank in range(3):
-        Trainer.global_rank = rank
-        reals, zs = callback._eval_batches(Trainer, Model)
+        reals, zs = SpectrumSettings(batch_size=64).batches(Model, torch.arange(64.0)[:, None], rank, 3)
         shares.append(reals[0][:, 0])
     assert [len(s) for s in shares] == [21, 21, 21]
     assert torch.equal(torch.cat(shares), torch.arange(63.0))
@@ -210,3 +204,99 @@ def test_resuming_an_image_run_into_the_mixture_config_is_refused(tmp_path):
     ckpt = tmp_path / "vanilla_digits" / "version_0" / "checkpoints" / "last.ckpt"
     message = error("--model", "vanilla", "--ckpt_path", str(ckpt), *QUIET, "--trainer.max_steps", "9")
     assert "was trained on datamodules.Digits, not datamodules.MixtureOfGaussians" in message
+
+
+# -- a new user's first afternoon ---------------------------------------------------------------------
+
+
+SMALL = ["--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "cgd", "--model.loss", "ns", "--model.method.solver", "cg"],
+     "CompetitiveGradient(solver='cg') needs a loss whose system is symmetric (zero_sum or wasserstein); with loss 'ns'"),
+    (["--model", "jare", "--model.gamma", "-5"], "JacobianRegularization: gamma must be >= 0"),
+    (["--model", "conopt", "--model.gamma", "-5"], "ConsensusOptimization: gamma must be >= 0"),
+    (["--model", "vanilla", "--model.optimizer.init_args.lr", "1e200"],
+     "learning rate 1e+200 of the generator group does not fit in torch.float32 (largest 3.4e+38)"),
+    (["--model", "vanilla", "--sweep.lr", "[1e-3, 1e200]"],
+     "learning rate 1e+200 of the generator/1 group does not fit in torch.float32"),
+    (["--model", "jare", "--trainer.callbacks.every_n_steps", "100"],
+     "--trainer.callbacks.every_n_steps sets an option of the last callback of the list, "
+     "pytorch_lightning.callbacks.ModelCheckpoint, which has no option 'every_n_steps'"),
+    (["--model", "jare", "--model.help", "cdg"], "--model.help cdg: unknown model; choose one of: vanilla"),
+])
+def test_what_a_first_afternoon_tripped_on_ends_in_one_line(tmp_path, args, message):
+    assert message in error(*in_folder(tmp_path, *args, *SMALL))
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_settings_without_meaning_are_said(tmp_path):
+    from gans import SGA
+
+    with pytest.warns(UserWarning, match="penalty_every=4 has no effect without a gradient penalty"):
+        train.main(in_folder(tmp_path, "--model", "vanilla", "--model.penalty_every", "4", *SMALL))
+    with pytest.warns(UserWarning, match="with align the alignment rule chooses lam's sign, so only |lam| = 1"):
+        SGA(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), latent_dim=1, lam=-1.0)
+    with pytest.warns(UserWarning, match="lam=-1 < 0 subtracts the adjustment"):
+        SGA(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), latent_dim=1, lam=-1.0, align=False)
+
+
+def test_help_shows_the_models_options_and_the_sweeps(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--model", "cgd", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--sweep.seeds N, --sweep.NAME [v1,v2,...]" in out
+    assert "--model cgd trains gans.TwoPlayerGAN with the method gans.methods.CompetitiveGradient" in out
+    assert "the method's options (--model.method.init_args.NAME VALUE): eta, solver, tol, max_iter, warm_start" in out
+    with pytest.raises(SystemExit) as info:
+        train.main(["--model.help", "jare"])
+    assert info.value.code == 0 and "--model jare trains gans.JARE; its options (--model.NAME VALUE): " \
+        in capsys.readouterr().out
+
+
+def test_print_config_shows_the_sweep(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--model", "jare", "--sweep.gamma", "[1, 10]", "--sweep.seeds", "2", "--print_config"])
+    out = capsys.readouterr().out
+    assert "sweep:\n  gamma: [1, 10]\n  seeds: 2" in out and "each member trains the config above" in out
+
+
+def test_offline_commands_check_where_they_write_before_they_compute(tmp_path, capsys, monkeypatch):
+    from commands import outputs, sample, spectrum
+
+    train.main(in_folder(tmp_path, "--model", "vanilla", *SMALL))
+    ckpt = tmp_path / "vanilla" / "version_0" / "checkpoints" / "last.ckpt"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    computed = []
+    monkeypatch.setattr(spectrum, "evaluate_spectra", lambda *a, **k: computed.append(1))
+    for command, extra in ((sample.main, ["--out", str(blocker / "samples")]), (spectrum.main, ["--out", str(blocker)])):
+        with pytest.raises(SystemExit):
+            command([str(ckpt), *extra])
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"cannot write to {blocker}" in err and "is a file, not a folder" in err and "Traceback" not in err
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(outputs.Path, "touch", read_only)  # as root, a chmod'ed folder stays writable
+    with pytest.raises(SystemExit):
+        spectrum.main([str(ckpt)])
+    assert "Read-only file system; pass --out with a folder you can write to" in capsys.readouterr().err
+    assert not computed
+
+
+def test_offline_outputs_never_replace_each_other(tmp_path):
+    from commands import sample, spectrum
+
+    train.main(in_folder(tmp_path, "--model", "vanilla", *SMALL))
+    ckpt = tmp_path / "vanilla" / "version_0" / "checkpoints" / "last.ckpt"
+    plain = spectrum.main([str(ckpt), "--k", "2"])
+    pre = spectrum.main([str(ckpt), "--k", "2", "--preconditioned"])
+    again = spectrum.main([str(ckpt), "--k", "2"])
+    assert [p.name for p in (plain, pre, again)] == ["last_step3.npz", "last_step3_preconditioned.npz",
+                                                     "last_step3_2.npz"]
+    assert not bool(__import__("numpy").load(plain)["preconditioned"])
+    first, second = sample.main([str(ckpt), "--num", "10"]), sample.main([str(ckpt), "--num", "10"])
+    assert (first.name, second.name) == ("last_step3", "last_step3_2")

@@ -128,6 +128,22 @@ def test_the_evaluation_leaves_the_training_rng_alone(tmp_path):
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_the_metrics_seeding_leaves_every_cuda_generator_alone(tmp_path, monkeypatch):
+    """KID's subsets and the trained feature networks are seeded in a block of their own:
+    ``torch.manual_seed`` there reseeded every CUDA generator and never restored it, so the
+    networks' noise restarted after each evaluation. Now only the CPU generator is seeded (and
+    restored); a CUDA reseed would show here as a call."""
+    from metrics.features import train_classifier
+
+    model, data, reseeded = affine_model(), gaussian_data(), []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: reseeded.append(seed))
+    fid(tmp_path, kid=True, kid_subset_size=100, kid_subsets=5).score(model, data)
+    images = TensorDataset(torch.rand(40, 1, 8, 8) * 2 - 1, torch.arange(40) % 2)
+    train_classifier(images, 1, 2, steps=2, batch_size=8)
+    assert reseeded == []
+
+
 def test_a_wrong_feature_shape_is_named(tmp_path):
     model, data = affine_model(), gaussian_data(n=50)
     with pytest.raises(ValueError, match=r"must return \(N, d\) features.*got shape \(50, 6, 1\)"):

@@ -348,6 +348,21 @@ def test_short_training_run_on_digits(tmp_path):
     assert dict(rebuilt.hparams) == dict(dm.hparams) and rebuilt.fingerprint() == dm.fingerprint()
 
 
+def test_data_loader_workers_persist_across_epochs_and_train_as_without_them():
+    """Workers kept from one epoch to the next (their start is a fork of the whole process) see the
+    trainer as it was when they started: the batches themselves say where the next epoch begins.
+    Batches of 64 digits make epochs of 28 batches, so 30 iterations cross into the second."""
+    runs = []
+    for workers in (0, 2):
+        model, dm = tiny_image_gan(), Digits(batch_size=64, num_workers=workers)
+        trainer = quiet_trainer(30)
+        trainer.fit(model, datamodule=dm)
+        runs.append(model.state_dict())
+        if workers:
+            assert trainer.train_dataloader.persistent_workers
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
 def test_generator_size_must_match_the_data():
     model = tiny_image_gan(side=16)
     with pytest.raises(ValueError, match=re.escape("data has samples of shape (1, 32, 32)")):

@@ -365,3 +365,87 @@ def test_every_method_trains_with_either_schedule_and_logs_its_quantities(method
     else:
         assert {Extragradient: {"extragradient/extrapolation_norm"},
                 CompetitiveGradient: {"cgd/iterations", "cgd/residual"}}[type(method)] <= logged
+
+
+# -- refusals, the spectrum's solve tolerance, devices ------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["ns", "hinge"])
+def test_cgd_refuses_conjugate_gradient_where_its_system_is_not_symmetric(loss):
+    """solver='cg' on a non-zero-sum loss used H12 w = -H21^T w and solved another system without a
+    word (2.6e-2 from the dense solve); it is refused where the model is built."""
+    with pytest.raises(ValueError, match=f"solver='cg'.*with loss '{loss}' H21 is not -H12\\^T: use solver 'auto' or 'gmres'"):
+        mlp_gan(TwoPlayerGAN, loss=loss, method=CompetitiveGradient(0.1, solver="cg"))
+    mlp_gan(TwoPlayerGAN, loss="wasserstein", method=CompetitiveGradient(0.1, solver="cg"))  # symmetric: fine
+
+
+def test_the_spectrum_of_cgd_solves_to_a_tolerance_its_precision_reaches(batch64, monkeypatch):
+    """The update spectrum's products solve CGD's system inside the implicit function theorem. In
+    float32 (the callback's default) the old tolerance of 1e-12 was never reached: every solve ran
+    to its cap of 200 products (331 s for one spectrum of the default ns run); now none does."""
+    from gans import krylov, methods
+
+    assert CompetitiveGradient.reachable_tolerance(1e-6, torch.float64) == 1e-12
+    assert CompetitiveGradient.reachable_tolerance(1e-6, torch.float32) == pytest.approx(100 * 2 ** -23)
+    runs = []
+
+    def counted(matvec, b, x0=None, **kw):
+        result = krylov.gmres(matvec, b, x0, **kw)
+        runs.append(result.iterations)
+        return result
+
+    monkeypatch.setattr(methods, "gmres", counted)
+    model = mlp_gan(TwoPlayerGAN, loss="ns", method=CompetitiveGradient(0.5, max_iter=30), width=8).float()
+    real, z = (t.float() for t in batch64)
+    compute_spectrum(model, real, z, field="update", k=4, dtype=torch.float32, tol=1e-4, max_products=60)
+    assert runs and max(runs) < 200
+
+
+#: every method, by (name, loss); CGD with ns solves by GMRES
+DEVICE_CASES = [("vanilla", "zero_sum"), ("conopt", "zero_sum"), ("jare", "zero_sum"), ("sga", "zero_sum"),
+                ("extragradient", "zero_sum"), ("optimistic", "zero_sum"), ("cgd", "zero_sum"), ("cgd", "ns")]
+
+
+@pytest.mark.parametrize("name,loss", DEVICE_CASES)
+def test_everything_a_method_makes_lives_on_the_fields_device(name, loss, batch64):
+    """NCCL takes CUDA tensors only, even in a world of one process: a statistic made on the CPU
+    (CGD's iterations, SGA's lambda) stopped every multi-GPU run at its first logged step. Without a
+    GPU, the default device is set to 'meta' while the direction is computed: a tensor made without
+    the field's device lands there, and the collective (a recording stand-in) sees it."""
+    from gans.methods import METHODS
+
+    method = METHODS[name](*({"conopt": [1.0], "jare": [1.0], "cgd": [0.5]}.get(name, [])))
+    model = mlp_gan(TwoPlayerGAN, method=method, loss=loss)
+    batch_game = model.game(*batch64)
+    field_ = batch_game.field(create_graph=model.second_order)
+    seen = []
+
+    def collective(tensors):
+        seen.extend(t.device for t in tensors)
+        return tensors
+
+    collective.agree = lambda value: (seen.append(value.device), value)[1]
+    with torch.device("meta"):
+        update = model.method.direction(batch_game, field_, reduce=collective)
+    assert seen and all(d.type == "cpu" for d in seen)
+    assert all(t.device.type == "cpu" for t in [*update.g, *update.d, *update.stats.values()])
+
+
+@pytest.mark.parametrize("method", [OptimisticGradient(), CompetitiveGradient(0.5)], ids=["optimistic", "cgd"])
+def test_a_methods_state_moves_to_the_models_device_when_fitting_starts(method, batch64):
+    """A checkpoint is read on the CPU; a resumed GPU run mixed that state with CUDA tensors at its
+    first step. ``Method.to`` moves it, and ``on_fit_start`` calls it with the model's device."""
+    model = mlp_gan(TwoPlayerGAN, method=method)
+    batch_game = model.game(*batch64)
+    update = model.method.direction(batch_game, batch_game.field(create_graph=model.second_order))
+    model.method.commit(update)
+    model.method.to("meta")
+    tensors = [t for part in model.method.state_dict()["previous"].values() for t in part] \
+        if isinstance(method, OptimisticGradient) else model.method.state_dict()["previous"]
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+    model.method.reset()
+    moved = []
+    model.method.to = lambda device: moved.append(torch.device(device))
+    pl.seed_everything(0, verbose=False)
+    quiet_trainer(1).fit(model, datamodule=MixtureOfGaussians(kind="grid", batch_size=8))
+    assert moved == [torch.device("cpu")]

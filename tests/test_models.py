@@ -198,6 +198,39 @@ def test_nonfinite_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     assert saved["global_step"] == 4 and all(torch.isfinite(v).all() for v in saved["state_dict"].values())
 
 
+def test_on_a_gpu_the_verdict_is_read_an_iteration_later_and_no_checkpoint_sees_the_bad_state(tmp_path, monkeypatch):
+    """On a GPU under ``stop`` the finiteness of an iteration is read at the next one (the host never
+    waits for the GPU inside the loop): the poisoned iteration 5 steps, the run stops at iteration
+    6 naming iteration 5, and the checkpoint due at iteration 6 is never written; the last one is
+    iteration 4's, finite. Forced here on the CPU."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    monkeypatch.setattr(JARE, "verdict_later", lambda self: True)
+    model = nan_gan()
+    ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_last=True)
+    trainer = quiet_trainer(10, callbacks=[PoisonAt(5), ckpt], enable_checkpointing=True)
+    with pytest.raises(NonFiniteError, match=r"iteration 5: non-finite training state \(loss_G=nan, loss_D=nan.*read an "
+                                             r"iteration later, so the parameters took that update"):
+        trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=16))
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 4 and all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+    model = nan_gan()  # a fine run reads its last verdict when it ends
+    quiet_trainer(3).fit(model, datamodule=MixtureOfGaussians(batch_size=16))
+    assert model._pending_verdict is None
+
+
+def test_logged_scalars_live_on_the_models_device(monkeypatch):
+    """sync_dist all-reduces what is logged, and NCCL takes CUDA tensors only: every logged value is
+    put on the model's device ('meta' stands in for a GPU here)."""
+    model = nan_gan()
+    model._device = torch.device("meta")
+    logged = {}
+    monkeypatch.setattr(model, "log_dict", lambda metrics, **kw: logged.update(metrics))
+    model.log_step(torch.tensor(1.0), torch.tensor(2.0), [torch.ones(2)], [torch.ones(3)],
+                   {"cgd/iterations": torch.tensor(3, dtype=torch.int64), "sga/lambda": torch.tensor(1.0)})
+    assert len(logged) == 6 and all(v.device.type == "meta" and v.dtype == torch.float32 for v in logged.values())
+
+
 @pytest.mark.parametrize("update", ["simultaneous", "alternating"])
 def test_nonfinite_iterations_can_be_skipped(update):
     from commands.train import summary

@@ -3,8 +3,10 @@ survives a kill, a resume continues the run as it was (or says why not), outputs
 were asked to, and the progress bar counts the run's iterations."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,6 +130,71 @@ def test_a_resume_records_its_own_config_beside_the_runs(tmp_path):
     assert "max_steps: 9" in (config.parent / "config_resumed_5.yaml").read_text()
 
 
+def test_a_resume_from_a_path_continues_in_the_checkpoints_run_folder(tmp_path, monkeypatch):
+    """The README's promise for a path as for ``last``: a relative or an absolute path to a run's
+    checkpoint continues that run in its folder (it used to start a new folder holding only the
+    resumed part)."""
+    monkeypatch.chdir(tmp_path)
+    base = ["--model", "vanilla", *SMALL]
+    train.main([*base, "--trainer.max_steps", "5"])
+    folder = tmp_path / "runs" / "vanilla" / "version_0"
+    records = (folder / "mixture_metrics.jsonl").read_text().splitlines()
+    trainer = train.main([*base, "--trainer.max_steps", "9", "--ckpt_path", "runs/vanilla/version_0/checkpoints/last.ckpt"])
+    assert Path(trainer.log_dir).resolve() == folder.resolve() and trainer.global_step == 9
+    trainer = train.main([*base, "--trainer.max_steps", "12", "--ckpt_path", str(folder / "checkpoints" / "last.ckpt")])
+    assert Path(trainer.log_dir).resolve() == folder.resolve() and trainer.global_step == 12
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["version_0"]
+    assert (folder / "config_resumed_5.yaml").is_file() and (folder / "config_resumed_9.yaml").is_file()
+    assert (folder / "mixture_metrics.jsonl").read_text().splitlines()[:len(records)] == records
+    assert len((folder / "mixture_metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_resume_into_another_place_gets_a_complete_run_folder(tmp_path, monkeypatch, caplog):
+    """A resume whose command line names another run folder writes there, said in one line, starting
+    from the original run's records; a checkpoint outside any run folder starts a new folder with its
+    config; logger options that name the run's own folder continue it."""
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="pytorch_lightning")  # a benchmark's quiet() may have raised it
+    base = ["--model", "vanilla", *SMALL]
+    train.main([*base, "--trainer.max_steps", "5"])
+    source = tmp_path / "runs" / "vanilla" / "version_0"
+    trainer = train.main([*base, "--trainer.max_steps", "9", "--ckpt_path", str(source / "checkpoints" / "last.ckpt"),
+                          "--trainer.logger.init_args.name", "elsewhere"])
+    folder = Path(trainer.log_dir)
+    assert folder.resolve() == (tmp_path / "runs" / "elsewhere" / "version_0").resolve()
+    assert "--trainer.logger.init_args.name name(s) another place than" in caplog.text
+    assert (folder / "config.yaml").read_text() == (source / "config.yaml").read_text()
+    assert (folder / "config_resumed_5.yaml").is_file()
+    assert len((folder / "mixture_metrics.jsonl").read_text().splitlines()) == 2  # the original's and the new one
+    assert not (source / "config_resumed_5.yaml").exists()
+    loose = tmp_path / "loose.ckpt"
+    loose.write_bytes((source / "checkpoints" / "last.ckpt").read_bytes())
+    trainer = train.main([*base, "--trainer.max_steps", "7", "--ckpt_path", str(loose)])
+    assert "is not in a run folder" in caplog.text
+    assert Path(trainer.log_dir).resolve() == (tmp_path / "runs" / "vanilla" / "version_1").resolve()
+    assert (Path(trainer.log_dir) / "config.yaml").is_file()  # its only record
+    trainer = train.main([*base, "--trainer.max_steps", "9", "--ckpt_path", str(source / "checkpoints" / "last.ckpt"),
+                          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+                          "--trainer.logger.init_args.name", "vanilla"])  # naming the run's own place: in place
+    assert Path(trainer.log_dir).resolve() == source.resolve()
+
+
+def test_a_resume_refused_inside_fitting_leaves_the_folder_as_it_was(tmp_path):
+    """A checkpoint whose method state does not fit is refused when fitting restores it, after the
+    config and the event file of the attempt were written: they are removed again."""
+    run(tmp_path, model="optimistic", steps=5)
+    folder = tmp_path / "run" / "version_0"
+    last = folder / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    checkpoint["method"] = "gans.methods.Extragradient"
+    torch.save(checkpoint, last)
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    message = error_of("--model", "optimistic", "--trainer.max_steps", "9", *SMALL, "--trainer.logger.init_args.save_dir",
+                       str(tmp_path), "--trainer.logger.init_args.name", "run", "--ckpt_path", "last")
+    assert "was trained with the method gans.methods.Extragradient" in message
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+
+
 @pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
 def test_an_unreadable_last_checkpoint_names_the_readable_ones(tmp_path, damage, capsys):
     from commands import sample, spectrum
@@ -198,3 +265,18 @@ def test_the_offline_spectrum_of_an_image_model(tmp_path):
     ckpt = tmp_path / "jare_digits" / "version_0" / "checkpoints" / "last.ckpt"
     out = spectrum.main([str(ckpt), "--k", "2", "--batch-size", "8", "--field", "gradient"])
     assert out.is_file() and len(__import__("numpy").load(out)["gradient_eigenvalues"]) >= 2
+
+
+def test_long_work_in_a_log_file_prints_lines_while_it_runs(monkeypatch, capsys):
+    """Without a terminal (a log file, a SLURM job) an evaluation prints a line every LINE_SECONDS
+    while it runs, not only when it is done: a 5-minute spectrum used to look like a hang."""
+    from callbacks import progress as progress_module
+
+    clock = iter(float(t) for t in range(0, 100, 4))
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
+    with progress_module.progress(None, "spectrum of the update field", 600, "products") as advance:
+        for _ in range(7):  # one product every 4 s
+            advance(10)
+    assert capsys.readouterr().out.splitlines() == ["spectrum of the update field: 30/600 products, 12 s so far",
+                                                    "spectrum of the update field: 60/600 products, 24 s so far",
+                                                    "spectrum of the update field: 70 products in 32.0 s"]

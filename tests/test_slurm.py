@@ -57,3 +57,23 @@ def test_sigusr1_saves_requeues_and_the_next_start_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "hpc_ckpt_1.ckpt" in again.stdout + again.stderr  # restored from the hpc checkpoint
     assert f"Done: {step + 20} iterations | run folder {folder}" in again.stdout
+
+
+def test_an_srun_task_knows_its_rank_and_a_run_without_a_logger_its_jobs_folder(tmp_path, monkeypatch):
+    """srun starts every process itself: SLURM_PROCID is its rank (no RANK there), and a run without
+    a logger names its folder after the job, the same on every process (each picked a version)."""
+    from commands import train
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    assert train.launched_rank() == 0
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert train.launched_rank() == 3
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a process Lightning started inside one SLURM task
+    assert train.launched_rank() == 1
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.delenv(train.RUN_FOLDER_ENV, raising=False)
+    config = {"logger": False, "default_root_dir": None}
+    train.place_run_folder(config, "vanilla")
+    assert config["default_root_dir"] == str(__import__("pathlib").Path("runs") / "vanilla" / "slurm_77")

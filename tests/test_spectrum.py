@@ -353,7 +353,7 @@ def test_the_preconditioned_callback_reads_the_optimizer_state(tmp_path):
         trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=32))
     assert [r["iteration"] for r in callback.history] == [5, 10]  # none before the first step
     assert all(r["preconditioned"] for r in callback.history)
-    reals, zs = callback._eval_batches(trainer, model)
+    reals, zs = callback.settings.batches(model, callback._real)
     d = preconditioner(trainer.optimizers[0])
     expected = compute_spectrum(model, reals, zs, field="gradient", preconditioner=d)
     plain = compute_spectrum(model, reals, zs, field="gradient")

@@ -106,3 +106,25 @@ def test_bad_arguments_are_named():
         StyleGANGenerator(2, 4, resolution=8, **TINY)(torch.randn(3, 5))
     with pytest.raises(ValueError, match=r"images of shape \(B, 1, 16, 16\)"):
         StyleGANDiscriminator(2, resolution=16)(torch.randn(2, 3, 16, 16))
+
+
+def test_deterministic_mode_upsamples_by_slices_that_equal_bilinear_interpolation():
+    """CUDA's bilinear-upsample backward is non-deterministic (and refused under
+    ``torch.use_deterministic_algorithms``); the deterministic form, slices and weighted sums, is the
+    same map, forward and backward (float64)."""
+    from gans.networks.stylegan import upsample2x
+
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64, requires_grad=True)
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    cotangent = torch.randn_like(expected)
+    (grad_expected,) = torch.autograd.grad(expected, x, cotangent)
+    saved = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        ours = upsample2x(x)
+        (grad_ours,) = torch.autograd.grad(ours, x, cotangent)
+        assert ours.grad_fn.name() != expected.grad_fn.name()  # the slices, not the interpolation kernel
+    finally:
+        torch.use_deterministic_algorithms(saved)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(grad_ours, grad_expected, rtol=0, atol=1e-14)

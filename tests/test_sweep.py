@@ -143,8 +143,11 @@ def test_every_member_diverging_stops_the_run():
 def test_members_must_agree_on_what_is_not_swept():
     with pytest.raises(ValueError, match="differs from member 0 in loss_name"):
         SweepGAN([build("jare", 0), build("jare", 1, loss="ns")], [0, 1])
-    with pytest.raises(ValueError, match="gradient penalties"):
+    with pytest.raises(ValueError, match="the gradient penalty r1 is not available in a sweep: it differentiates each "
+                                         "member's discriminator with respect to its real samples"):
         SweepGAN([build("vanilla", 0, penalty="r1")], [0])
+    with pytest.raises(ValueError, match="wgan_gp.*random interpolates of its real and generated samples"):
+        SweepGAN([build("vanilla", 0, penalty="wgan_gp")], [0])
     with pytest.raises(ValueError, match="numeric hyperparameters only"):
         SweepGAN([build("sga", 0), build("sga", 1, align_dim="tensors")], [0, 1])
     sweep = SweepGAN([build("cgd", 0, loss="ns"), build("cgd", 1, loss="ns")], [0, 1])
@@ -266,10 +269,78 @@ def test_members_with_data_streams_of_their_own(tmp_path):
                          "--trainer.logger.init_args.name", "single"])
     ours, theirs = swept.lightning_module.member_state_dict(1), single.lightning_module.state_dict()
     assert all(float((ours[k] - v).abs().max()) <= 1e-12 * float(v.abs().max()) for k, v in theirs.items())
+    rows = list(csv.DictReader(open(tmp_path / "jare_sweep" / "version_0" / "sweep.csv")))
+    assert [(r["seed"], r["data_seed"]) for r in rows] == [("5", "7"), ("6", "8")]
     other = swept.lightning_module.member_state_dict(0)
     assert not torch.allclose(other["generator.net.0.weight"], ours["generator.net.0.weight"])
     ckpt = torch.load(tmp_path / "jare_sweep" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
     assert member_checkpoint(ckpt, 1)["datamodule_hyper_parameters"]["seed"] == 8
+
+
+SWEEP = ["--model", "jare", "--sweep.seeds", "2", "--sweep.gamma", "[10, 1000]", "--trainer.enable_progress_bar", "false",
+         "--data.init_args.batch_size", "32", "--model.generator.init_args.width", "16",
+         "--model.discriminator.init_args.width", "16", "--trainer.callbacks=[]",
+         "--trainer.callbacks+=callbacks.MixtureMetrics", "--trainer.callbacks.every_n_steps", "10",
+         "--trainer.callbacks.num_samples", "300",
+         "--trainer.callbacks+=callbacks.JacobianSpectrum", "--trainer.callbacks.every_n_steps", "10",
+         "--trainer.callbacks.field", "update", "--trainer.callbacks.k", "6", "--trainer.callbacks.batch_size", "64",
+         "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.save_last", "true"]
+
+
+def test_a_members_spectrum_in_the_table_is_the_one_its_checkpoint_gives(tmp_path):
+    """sweep.csv's spectrum of member 3 is evaluated with the run's JacobianSpectrum settings (its
+    seed too: it took the metrics' before), and the offline command on the exported member, with
+    no option, takes the same settings from the run's config: the same eigenvalues."""
+    train.main([*SWEEP, "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.max_steps", "10",
+                "--sweep.spectra", "all"])
+    folder = tmp_path / "jare_sweep" / "version_0"
+    row = list(csv.DictReader(open(folder / "sweep.csv")))[3]
+    assert "stable_step" in row  # a column even where no step size contracts
+    exported = member_command.main([str(folder / "checkpoints" / "last.ckpt"), "3"])
+    assert exported.name == "member3_last_step10.ckpt"
+    offline = __import__("numpy").load(spectrum.main([str(exported)]))
+    assert offline["setting_seed"] == 4321 and offline["setting_k"] == 6 and str(offline["setting_field"]) == "update"
+    assert "gradient_eigenvalues" not in offline.files and spectrum.main([str(exported)]).name == \
+        "member3_last_step10_2.npz"  # the step once; a second run beside the first, not over it
+    for key in ("phase_factor", "min_real", "spectral_radius"):
+        assert float(row[key]) == pytest.approx(float(offline[f"update_{key}"]), rel=1e-6, abs=1e-9), key
+
+
+def test_resuming_a_sweep_needs_its_own_options_and_a_refusal_leaves_nothing(tmp_path):
+    common = [*SWEEP, "--trainer.logger.init_args.save_dir", str(tmp_path)]
+    train.main([*common, "--trainer.max_steps", "5"])
+    folder = tmp_path / "jare_sweep" / "version_0"
+    ckpt = folder / "checkpoints" / "last.ckpt"
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    with pytest.raises(SystemExit) as info:  # without the sweep's options
+        train.main(["--model", "jare", "--trainer.max_steps", "9", "--ckpt_path", str(ckpt)])
+    message = str(info.value.code)
+    assert "the checkpoint of a sweep of 4 members: resume it with its sweep options (--sweep.seeds 2 " \
+           "--sweep.gamma [10,1000])" in message and "python -m commands.member" in message
+    with pytest.raises(SystemExit) as info:  # other members
+        train.main([*common, "--trainer.max_steps", "9", "--sweep.gamma", "[10, 100]", "--ckpt_path", "last"])
+    assert "is a sweep of other members (seeds [0, 1, 0, 1], settings [{'gamma': 10.0}" in str(info.value.code)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    single = tmp_path / "single.ckpt"
+    torch.save({k: v for k, v in torch.load(ckpt, weights_only=False).items() if k != "sweep"}, single)
+    with pytest.raises(SystemExit) as info:
+        train.main([*common, "--trainer.max_steps", "9", "--ckpt_path", str(single)])
+    assert "is a single run's checkpoint, not a sweep's" in str(info.value.code)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sweep.spectra", "[0, 9]"], "--sweep.spectra: the sweep has members 0 to 3, not 9"),
+    (["--sweep.spectra", "foo"], "--sweep.spectra takes all or a list of member indices"),
+    (["--sweep.gamma", "[10, 10]"], "--sweep.gamma lists 10 more than once: the same member would train twice"),
+    (["semistylegan"], "SemiStyleGAN has losses of its own (player_losses), which a sweep does not stack"),
+])
+def test_sweep_options_are_checked_before_anything_is_trained_or_written(tmp_path, args, message):
+    base = ["--model", "semistylegan", "--sweep.seeds", "2"] if args == ["semistylegan"] else SWEEP
+    with pytest.raises(SystemExit) as info:
+        train.main([*base, "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.max_steps", "10",
+                    *(args if base is SWEEP else [])])
+    assert message in str(info.value.code) and "\n" not in str(info.value.code)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("args,message", [

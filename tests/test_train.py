@@ -234,7 +234,7 @@ def test_spectrum_of_a_checkpoint(tmp_path, capsys):
     run(tmp_path, "--model", "jare")
     folder = tmp_path / "run" / "version_0"
     assert (folder / "spectra" / "spectrum_000000.npz").is_file()  # the callback of configs/data/ring.yaml
-    out = spectrum.main([str(folder / "checkpoints" / "last.ckpt"), "--k", "4", "--batch-size", "32"])
+    out = spectrum.main([str(folder / "checkpoints" / "last.ckpt"), "--k", "4", "--batch-size", "32", "--field", "both"])
     saved = np.load(out)
     assert out.parent == folder / "spectra" and out.with_suffix(".png").is_file()
     assert {"update_eigenvalues", "gradient_eigenvalues", "update_condition_number"} <= set(saved.files)

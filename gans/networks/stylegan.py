@@ -114,12 +114,33 @@ class ModulatedConv2d(nn.Module):
         style = self.affine(w)
         weight = self.weight * self.scale
         if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = upsample2x(x)
         out = F.conv2d(x * rearrange(style, "b i -> b i 1 1"), weight, padding=weight.shape[-1] // 2)
         if self.demodulate:  # 1 / ||W * s|| per sample and output channel
             energy = style.square() @ weight.square().sum(dim=(2, 3)).T  # (b, o): sum_i s_i^2 ||W_oi||^2
             out = out * rearrange(torch.rsqrt(energy + 1e-8), "b o -> b o 1 1")
         return out
+
+
+def upsample2x(x: Tensor) -> Tensor:
+    """Bilinear upsampling by 2 (``align_corners=False``, edges clamped). Under
+    ``torch.use_deterministic_algorithms`` (``--trainer.deterministic true``) it is written out as
+    slices and weighted sums, whose backward is deterministic: CUDA's bilinear-upsample backward adds
+    with atomics, in an order that changes from run to run (and refuses deterministic mode)."""
+    if not torch.are_deterministic_algorithms_enabled():
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    return _linear2x(_linear2x(x, -1), -2)
+
+
+def _linear2x(x: Tensor, dim: int) -> Tensor:
+    """Linear upsampling by 2 along ``dim``: output 2i = 1/4 x[i-1] + 3/4 x[i], 2i+1 = 3/4 x[i] + 1/4 x[i+1],
+    the neighbours beyond an edge being the edge itself."""
+    n = x.shape[dim]
+    before = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
+    after = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
+    even, odd = 0.25 * before + 0.75 * x, 0.75 * x + 0.25 * after
+    dim = dim % x.ndim
+    return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
 
 
 class StyledLayer(nn.Module):
@@ -164,7 +185,7 @@ class SynthesisBlock(nn.Module):
         x = self.conv1(self.conv0(x, w), w)
         y = self.to_rgb(x, w)
         if rgb is not None:
-            y = y + F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
+            y = y + upsample2x(rgb)
         return x, y
 
 
