@@ -193,7 +193,7 @@ class FailureWatch:
                 time.sleep(self.poll / 4)
                 heard = self._store.add(f"{self.key}/heard", 0)
         except Exception:  # noqa: BLE001 (the store went away: the others have ended)
-            pass
+            return
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll):
