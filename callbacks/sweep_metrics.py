@@ -51,7 +51,7 @@ class SweepMetrics(PeriodicEvaluation):
         self.num_samples, self.threshold, self.seed, self.plot = num_samples, threshold, seed, plot
         if not (spectra is None or spectra == "all" or (isinstance(spectra, (list, tuple)) and all(
                 isinstance(m, int) and not isinstance(m, bool) for m in spectra))):
-            raise ValueError(f"spectra takes 'all' or a list of member indices (such as [0, 3]), got {spectra!r}")
+            raise ValueError(f"spectra takes all or a list of member indices (such as [0, 3]), got {spectra!r}")
         self.spectra = spectra
         self.spectrum = spectrum if spectrum is not None else SpectrumSettings(field="update")
         self.rows: list[dict] = []

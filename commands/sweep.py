@@ -137,7 +137,6 @@ def build_sweep(cli, spec: dict) -> tuple[SweepGAN, StackedData | None]:
     seeds = seed_count(spec)
     grid = settings_grid(spec)
     base_seed = base_seed_of(cli.config)
-    check_spectra_option(spec.get("spectra"), len(grid) * seeds)
     own_data = spec.get("data_seeds", False)
     if own_data not in (True, False):
         raise fail(f"{PREFIX}data_seeds takes true or false, got {own_data!r}")
@@ -182,18 +181,6 @@ def build_sweep(cli, spec: dict) -> tuple[SweepGAN, StackedData | None]:
         raise fail(str(err)) from None
 
 
-def check_spectra_option(spectra, count: int) -> None:
-    """``--sweep.spectra``: ``all`` or a list of member indices of this sweep (checked before training)."""
-    if spectra is None or spectra == "all":
-        return
-    members = spectra if isinstance(spectra, list) else [spectra]
-    if not all(isinstance(m, int) and not isinstance(m, bool) for m in members):
-        raise fail(f"{PREFIX}spectra takes all or a list of member indices (such as {PREFIX}spectra [0,3]), got {spectra!r}")
-    wrong = [m for m in members if not 0 <= m < count]
-    if wrong:
-        raise fail(f"{PREFIX}spectra: the sweep has members 0 to {count - 1}, not {', '.join(map(str, wrong))}")
-
-
 def sweep_callbacks(trainer: pl.Trainer, spec: dict, model: SweepGAN) -> None:
     """The single run's coverage metrics become each member's (``SweepMetrics``, same cadence and
     samples); its spectrum callback's settings (``JacobianSpectrum.settings``, seed included) serve
@@ -209,9 +196,13 @@ def sweep_callbacks(trainer: pl.Trainer, spec: dict, model: SweepGAN) -> None:
     if spec.get("spectra") is not None:
         options["spectra"] = spec["spectra"] if spec["spectra"] == "all" or isinstance(spec["spectra"], list) \
             else [spec["spectra"]]
+    try:  # the option is checked now, before anything is trained or written
+        metrics = SweepMetrics(**options)
+        metrics.spectrum_members(model.count)
+    except ValueError as err:
+        raise fail(f"{PREFIX}{err}") from None
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, (JacobianSpectrum, MixtureMetrics))]
-    trainer.callbacks.append(SweepMetrics(**options))
-    trainer.callbacks[-1].spectrum_members(model.count)  # an index the sweep does not have fails now
+    trainer.callbacks.append(metrics)
     trainer.callbacks.append(RecordSweep(spec))
 
 

@@ -65,14 +65,6 @@ class ProcessMean:
 mean_across_processes = ProcessMean()
 
 
-def collective_device() -> torch.device:
-    """Where small tensors of a collective live: NCCL takes CUDA tensors only (the current device),
-    gloo CPU ones."""
-    if dist.is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 _control: dict = {}
 
 
@@ -89,19 +81,13 @@ def control_group():
 
 
 def process_maximum(value: int) -> int:
-    """The largest of the processes' ``value`` (one tiny all-reduce of the host, ``control_group``;
-    the value itself on one process)."""
+    """The largest of the processes' ``value`` (one tiny all-reduce of a CPU tensor over gloo: the
+    default group where it is gloo, else ``control_group``); the value itself on one process."""
     if rank_and_world()[1] == 1:
         return int(value)
-    group = control_group()
-    t = torch.tensor([float(value)], device="cpu" if group is not None else collective_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+    t = torch.tensor([float(value)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=control_group())
     return int(t.item())
-
-
-def any_process(flag: bool) -> bool:
-    """Whether ``flag`` is true on any process (``process_maximum``)."""
-    return process_maximum(1 if flag else 0) > 0
 
 
 def from_rank0(compute: Callable[[], T]) -> T:
