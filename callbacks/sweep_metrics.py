@@ -1,21 +1,19 @@
 """The results of a sweep (``gans.sweep.SweepGAN``) on mixture data: each member's coverage metrics
-during training, its spectra on request, the table ``sweep.csv`` with one row per member, and the
-plots a sweep is run for (every member's curves; the outcome over the grid of two settings)."""
+during training, the table ``sweep.csv`` with one row per member (with the spectra of
+``callbacks.SweepSpectra`` when the run has it), and the plots a sweep is run for (every member's
+curves; the outcome over the grid of two settings)."""
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Sequence
 
 import torch
 
 from callbacks.figures import sweep_curves_figure, sweep_map_figure
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
+from callbacks.sweep_spectra import SweepSpectra
 from datamodules.contracts import MixtureData
-from gans.distributed import rank_and_world
-from gans.spectrum import SpectrumSettings, evaluate_spectra
 from metrics.mixture import mixture_metrics
 
 #: the outcomes of the table's heat map: (column, title)
@@ -25,48 +23,22 @@ MAP_KEYS = [("modes_covered", "modes covered"), ("high_quality", "high quality (
 class SweepMetrics(PeriodicEvaluation):
     """Every ``every_n_steps`` iterations (and at the end), each member's mode coverage and sample
     quality from ``num_samples`` samples (the same latent codes for every member, those of
-    ``callbacks.MixtureMetrics`` with the same ``seed``), and for the members in ``spectra`` the
-    Jacobian spectrum of the member's own model evaluated with ``spectrum``
-    (``gans.spectrum.evaluate_spectra``: the settings of the run's ``JacobianSpectrum``, its seed
-    included, so that a member's spectrum equals its single run's and the offline command's; of
-    two fields, the first). Writes ``sweep_metrics.jsonl`` (every
+    ``callbacks.MixtureMetrics`` with the same ``seed``). Writes ``sweep_metrics.jsonl`` (every
     evaluation), ``sweep.csv`` (one row per member: its seed and settings, the last and best
-    metrics, whether and when it diverged), ``plots/sweep_curves.png`` and, when the sweep varies a
-    setting, ``plots/sweep_map.png``: the outcome over the grid of the two settings swept (or of
-    the one setting and the seed).
-
-    Args:
-        spectra: the members whose spectra to compute (``all``, or member indices; none by default:
-            each is a search of its own).
-        spectrum: how each spectrum is evaluated (default: the update field, the callback's other
-            defaults).
+    metrics, whether and when it diverged, and, when the run has a ``callbacks.SweepSpectra``,
+    the scalars of the member's last spectrum and its iteration), ``plots/sweep_curves.png`` and,
+    when the sweep varies a setting, ``plots/sweep_map.png``: the outcome over the grid of the two
+    settings swept (or of the one setting and the seed).
     """
 
     journal = "sweep_metrics.jsonl"
 
     def __init__(self, every_n_steps: int = 2000, num_samples: int = 2500, threshold: float = 3.0, seed: int = 1234,
-                 spectra: Literal["all"] | Sequence[int] | None = None, spectrum: SpectrumSettings | None = None,
                  plot: bool = True):
         super().__init__(every_n_steps)
         self.num_samples, self.threshold, self.seed, self.plot = num_samples, threshold, seed, plot
-        if not (spectra is None or spectra == "all" or (isinstance(spectra, (list, tuple)) and all(
-                isinstance(m, int) and not isinstance(m, bool) for m in spectra))):
-            raise ValueError(f"spectra takes all or a list of member indices (such as [0, 3]), got {spectra!r}")
-        self.spectra = spectra
-        self.spectrum = spectrum if spectrum is not None else SpectrumSettings(field="update")
         self.rows: list[dict] = []
         self._num_modes, self._setting_names = 0, []
-
-    def spectrum_members(self, count: int) -> list[int]:
-        """The members whose spectra are computed; raises for an index the sweep does not have (the
-        sweep's command line checks it before training)."""
-        if self.spectra is None:
-            return []
-        chosen = list(range(count)) if self.spectra == "all" else list(self.spectra)
-        wrong = [m for m in chosen if not 0 <= m < count]
-        if wrong:
-            raise ValueError(f"spectra: the sweep has members 0 to {count - 1}, not {', '.join(map(str, wrong))}")
-        return chosen
 
     def measure(self, trainer, pl_module) -> Report:
         data = trainer.datamodule
@@ -82,10 +54,8 @@ class SweepMetrics(PeriodicEvaluation):
             data_seed = {"data_seed": pl_module.member_data_hparams[m].get("seed")} if pl_module.own_data else {}
             records.append({"iteration": it, "member": m, "seed": pl_module.seeds[m], **data_seed,
                             **pl_module.settings[m], **values, "diverged": not alive[m]})
-        for m in self.spectrum_members(pl_module.count):
-            if alive[m]:
-                records[m].update(self._spectrum(pl_module, data, m))
-        self._update_rows(records, pl_module)
+        spectra = next((c for c in trainer.callbacks if isinstance(c, SweepSpectra)), None)
+        self._update_rows(records, pl_module, spectra.latest if spectra is not None else {})
         live = [r for r in records if not r["diverged"]] or records
         metrics = {"sweep/modes_covered": sum(r["modes_covered"] for r in live) / len(live),
                    "sweep/high_quality": sum(r["high_quality"] for r in live) / len(live),
@@ -104,17 +74,6 @@ class SweepMetrics(PeriodicEvaluation):
                     ranges={"modes_covered": (0, len(data.modes))})))
         return Report(records, metrics, plots)
 
-    def _spectrum(self, pl_module, data, m: int) -> dict:
-        """Member m's spectrum scalars (phase factor, condition number, stable step, ...) of the first
-        field of ``spectrum``."""
-        model = pl_module.member_model(m).to(pl_module.device)
-        settings = replace(self.spectrum, field=self.spectrum.fields[0])
-        real = data.eval_samples(settings.batch_size * settings.num_batches)
-        rank, world = rank_and_world()
-        (result, _), = evaluate_spectra(model, real, settings, rank=rank, world=world).values()
-        # stable_step stays a column when no step size contracts (empty there), as the docs list it
-        return {"stable_step": None, **result.scalars(model.learning_rates()[0])}
-
     @staticmethod
     def map_axes(settings: dict) -> tuple[str, str] | None:
         """The two axes of the heat map: the two settings swept, or the one setting and the seed."""
@@ -123,9 +82,9 @@ class SweepMetrics(PeriodicEvaluation):
             return names[0], names[1]
         return (names[0], "seed") if names else None
 
-    def _update_rows(self, records: list[dict], pl_module) -> None:
-        """The table: each member's last evaluation, its best coverage and quality so far, and the
-        iteration it diverged at (or reached)."""
+    def _update_rows(self, records: list[dict], pl_module, spectra: dict[int, dict]) -> None:
+        """The table: each member's last evaluation, its best coverage and quality so far, the
+        iteration it diverged at (or reached), and its last spectrum's scalars (``spectra``)."""
         best = {m: (r["best_modes_covered"], r["best_high_quality"]) for m, r in enumerate(self.rows)}
         self.rows = []
         for r in records:
@@ -134,7 +93,7 @@ class SweepMetrics(PeriodicEvaluation):
             self.rows.append({**{k: v for k, v in r.items() if k != "iteration"},
                               "best_modes_covered": max(old[0], r["modes_covered"]),
                               "best_high_quality": max(old[1], r["high_quality"]),
-                              "iteration": pl_module.diverged_at.get(m, r["iteration"])})
+                              "iteration": pl_module.diverged_at.get(m, r["iteration"]), **spectra.get(m, {})})
 
     def write(self, trainer, run_dir: Path, report: Report) -> None:
         super().write(trainer, run_dir, report)

@@ -10,8 +10,8 @@ trained with every seed; member i is built exactly as its single run (``train.py
 seed and those options) builds its model. ``--sweep.data_seeds true`` gives each member a data stream of its own
 too: member i's data seed is the data's seed plus i (its single run then has ``--data.seed D+i``;
 by default every member trains on the same batches, as every single run with the preset's data
-seed does). ``--sweep.spectra all`` (or ``[0,3]``) adds each chosen member's Jacobian spectrum
-to its metrics, with the settings of the config's ``callbacks.JacobianSpectrum``.
+seed does). ``--sweep.spectra all`` (or ``[0,3]``) computes each chosen member's Jacobian spectrum
+with the settings and at the cadence of the config's ``callbacks.JacobianSpectrum``.
 """
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import yaml
+from pytorch_lightning.utilities import rank_zero_info
 
 from callbacks.jacobian_spectrum import JacobianSpectrum
 from callbacks.mixture_metrics import MixtureMetrics
 from callbacks.sweep_metrics import SweepMetrics
+from callbacks.sweep_spectra import SweepSpectra, chosen_members
 from commands.errors import fail
 from datamodules.stacked import StackedData
 from gans.checkpoint import record_object_arguments
@@ -183,26 +185,40 @@ def build_sweep(cli, spec: dict) -> tuple[SweepGAN, StackedData | None]:
 
 def sweep_callbacks(trainer: pl.Trainer, spec: dict, model: SweepGAN) -> None:
     """The single run's coverage metrics become each member's (``SweepMetrics``, same cadence and
-    samples); its spectrum callback's settings (``JacobianSpectrum.settings``, seed included) serve
-    the members in ``--sweep.spectra``."""
+    samples); with ``--sweep.spectra``, its spectrum callback becomes the chosen members'
+    (``SweepSpectra``: the same cadence, iteration 0 included, and the same ``SpectrumSettings``,
+    seed included). A spectrum option a member's spectrum cannot honour is refused by name."""
     spectrum = next((c for c in trainer.callbacks if isinstance(c, JacobianSpectrum)), None)
     metrics = next((c for c in trainer.callbacks if isinstance(c, MixtureMetrics)), None)
     options = {}
     if metrics is not None:
         options = {"every_n_steps": metrics.every_n_steps, "num_samples": metrics.num_samples,
                    "threshold": metrics.threshold, "seed": metrics.seed, "plot": metrics.plot}
-    if spectrum is not None:
-        options["spectrum"] = spectrum.settings
-    if spec.get("spectra") is not None:
-        options["spectra"] = spec["spectra"] if spec["spectra"] == "all" or isinstance(spec["spectra"], list) \
-            else [spec["spectra"]]
-    try:  # the option is checked now, before anything is trained or written
-        metrics = SweepMetrics(**options)
-        metrics.spectrum_members(model.count)
-    except ValueError as err:
-        raise fail(f"{PREFIX}{err}") from None
+    added = [SweepMetrics(**options)]
+    chosen = spec.get("spectra")
+    if chosen is not None:
+        chosen = chosen if chosen == "all" or isinstance(chosen, list) else [chosen]
+        spectrum_options = {"every_n_steps": options.get("every_n_steps", 2000)}
+        if spectrum is not None:
+            for name in ("preconditioned", "warm_start"):
+                if getattr(spectrum, name):
+                    raise fail(f"{PREFIX}spectra: the spectrum callback's {name}=true is not available for sweep "
+                               f"members (each member's spectrum is a search of its own model); drop "
+                               f"--trainer.callbacks.{name} or compute it offline on an exported member "
+                               f"(python -m commands.member, then python -m commands.spectrum)")
+            spectrum_options = {"every_n_steps": spectrum.every_n_steps, "spectrum": spectrum.settings,
+                                "lr": spectrum.lr, "progress": spectrum.progress}
+        try:  # the option is checked now, before anything is trained or written
+            spectra = SweepSpectra(chosen, **spectrum_options)
+            chosen_members(chosen, model.count)
+        except ValueError as err:
+            raise fail(f"{PREFIX}{err}") from None
+        added.insert(0, spectra)  # before the table, which takes each member's latest spectrum
+    elif spectrum is not None:
+        rank_zero_info("the sweep leaves out callbacks.JacobianSpectrum: each member's spectrum is a search of its "
+                       "own; --sweep.spectra all (or [i,...]) computes the chosen members' at its cadence")
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, (JacobianSpectrum, MixtureMetrics))]
-    trainer.callbacks.append(metrics)
+    trainer.callbacks.extend(added)
     trainer.callbacks.append(RecordSweep(spec))
 
 

@@ -132,14 +132,16 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
 
 
 def stacked_step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool,
-                          rule_of: Callable[[dict[str, Tensor]], Rule], own_data: bool = False):
+                          rule_of: Callable[[dict[str, Tensor]], Rule], own_data: bool = False, joint_d: bool = False):
     """f(pg, pd, real, z, hyper) -> Step for stacked games (``gans.sweep``): ``step_function``
     vmapped over members, whose parameters, codes z and hyperparameters ``hyper`` (values with one
     entry per member) lie along a leading axis, on one real batch that every member shares (or,
     with ``own_data``, each member's own along that axis). Each member's rule is ``rule_of`` its own
-    hyperparameters, so every inner product, norm and sign inside it is the member's own."""
+    hyperparameters, so every inner product, norm and sign inside it is the member's own;
+    ``joint_d`` as in ``step_function``."""
     def member(pg: Params, pd: Params, real: Tensor, z: Tensor, hyper: dict[str, Tensor]) -> Step:
-        return step_function(generator, discriminator, loss_fn, zero_sum, rule_of(hyper))(pg, pd, real, z)
+        return step_function(generator, discriminator, loss_fn, zero_sum, rule_of(hyper),
+                             joint_d=joint_d)(pg, pd, real, z)
     return vmap(member, in_dims=(0, 0, 0 if own_data else None, 0, 0))
 
 

@@ -29,7 +29,8 @@ class ConOpt(TwoPlayerGAN):
 
     def __init__(self, *args, gamma: float = 10.0, **kwargs):
         super().__init__(*args, method=ConsensusOptimization(gamma), **kwargs)
-        self.gamma = gamma
+
+    gamma = property(lambda self: self.method.gamma, doc="the method's gamma (stored once, in the method)")
 
 
 class JARE(TwoPlayerGAN):
@@ -42,7 +43,8 @@ class JARE(TwoPlayerGAN):
 
     def __init__(self, *args, gamma: float = 100.0, **kwargs):
         super().__init__(*args, method=JacobianRegularization(gamma), **kwargs)
-        self.gamma = gamma
+
+    gamma = property(lambda self: self.method.gamma, doc="the method's gamma (stored once, in the method)")
 
 
 class SGA(TwoPlayerGAN):
@@ -58,7 +60,11 @@ class SGA(TwoPlayerGAN):
     def __init__(self, *args, lam: float = 1.0, align: bool = True,
                  align_dim: Literal["scalars", "tensors"] = "scalars", **kwargs):
         super().__init__(*args, method=SymplecticGradientAdjustment(lam, align, align_dim), **kwargs)
-        self.lam, self.align, self.align_dim = lam, align, align_dim
+
+    # the method's hyperparameters, stored once (in the method: a sweep's member_model sets them there)
+    lam = property(lambda self: self.method.lam)
+    align = property(lambda self: self.method.align)
+    align_dim = property(lambda self: self.method.align_dim)
 
 
 def model_of(method: type[Method]) -> Callable[..., TwoPlayerGAN]:

@@ -33,7 +33,7 @@ from torch.func import vmap
 from gans import compiled, game
 from gans.base import OBJECT_ARGUMENTS, TRAINING_STREAM, TwoPlayerGAN, check_learning_rates, on_device
 from gans.distributed import mean_across_processes, rank_and_world
-from gans.divergence import NonFiniteError
+from gans.divergence import SKIP_WINDOW, DivergenceGuard, NonFiniteError
 from gans.flat import ELEMENTWISE
 from gans.game import per_member
 from gans.losses import is_zero_sum
@@ -82,9 +82,54 @@ def member_slice(tree, index: int):
     return tree
 
 
-#: the settings of TwoPlayerGAN a sweep takes from its members, which must agree on them
-SHARED_SETTINGS = ("latent_dim", "loss_name", "update", "order", "n_d", "penalty", "latent_std", "lr_d",
-                   "ema_half_life", "ema_rampup")
+#: How a sweep treats each argument of ``TwoPlayerGAN`` (``tests/test_sweep.py`` fails when an
+#: argument is missing here, so a new setting is honoured or refused from the day it exists):
+#: ``members``, each member's own (its networks, stacked); ``swept``, may differ between members
+#: (the method's numeric hyperparameters; the optimizer's learning rates, one parameter group per
+#: member); ``shared``, the members must agree and the sweep trains with their value (passed on
+#: by name below, so none is dropped); ``refused``, a value other than the default is refused in
+#: one line (``refusal``).
+SETTINGS = {
+    "generator": "members", "discriminator": "members", "method": "swept", "optimizer": "swept",
+    "latent_dim": "shared", "loss": "shared", "update": "shared", "order": "shared", "n_d": "shared",
+    "penalty": "refused", "penalty_weight": "shared", "penalty_every": "shared", "latent_std": "shared",
+    "lr_d": "shared", "on_nonfinite": "shared", "ema_half_life": "shared", "ema_rampup": "shared",
+    # a sweep always steps member-major buffers: elementwise optimizers only (refused otherwise in
+    # configure_optimizers), whose arithmetic on a buffer is the arithmetic on the tensors
+    "flat_buffers": "shared",
+    "compile_step": "shared", "discriminator_pass": "shared",
+}
+
+
+def refusal(name: str, value) -> str | None:
+    """Why a sweep cannot train with ``name=value`` (None: it can)."""
+    if name == "penalty" and value != "none":
+        where = {"r1": "its real samples", "r2": "its generated samples",
+                 "wgan_gp": "random interpolates of its real and generated samples"}.get(value, "its inputs")
+        return (f"the gradient penalty {value} is not available in a sweep: it differentiates each member's "
+                f"discriminator with respect to {where}, input gradients that the stacked forward pass does not keep "
+                f"apart by member; drop --model.penalty or train separate runs")
+    return None
+
+
+def shared_settings(members: Sequence[TwoPlayerGAN]) -> dict:
+    """The ``shared`` settings of the members (``SETTINGS``), as recorded in their hyperparameters;
+    raises when two members differ in one, or when one is refused."""
+    first, values = members[0], {}
+    for name, kind in SETTINGS.items():
+        if kind not in ("shared", "refused"):
+            continue
+        values[name] = first.hparams[name]
+        problem = refusal(name, values[name])
+        if problem is not None:
+            raise ValueError(problem)
+    for i, m in enumerate(members):
+        problems = [name for name, value in values.items() if m.hparams[name] != value]
+        if type(m) is not type(first) or problems:
+            raise ValueError(f"member {i} differs from member 0 in {', '.join(problems) or 'its class'}: the members "
+                             f"of a sweep differ only by seed, the method's numeric hyperparameters and the "
+                             f"learning rate")
+    return values
 
 
 class SweepGAN(TwoPlayerGAN):
@@ -118,24 +163,11 @@ class SweepGAN(TwoPlayerGAN):
             raise ValueError(f"{type(first).__name__} has losses of its own (player_losses), which a sweep does not stack: "
                              f"a sweep trains models whose losses are the two players' (vanilla, conopt, jare, sga and "
                              f"the method models); train its seeds as separate runs")
-        for i, m in enumerate(members):
-            problems = [name for name in SHARED_SETTINGS if getattr(m, name) != getattr(first, name)]
-            if type(m) is not type(first) or problems:
-                raise ValueError(f"member {i} differs from member 0 in {', '.join(problems) or 'its class'}: the members "
-                                 f"of a sweep differ only by seed, the method's numeric hyperparameters and the "
-                                 f"learning rate")
-        if first.penalty != "none":
-            where = {"r1": "its real samples", "r2": "its generated samples",
-                     "wgan_gp": "random interpolates of its real and generated samples"}.get(first.penalty, "its inputs")
-            raise ValueError(f"the gradient penalty {first.penalty} is not available in a sweep: it differentiates each "
-                             f"member's discriminator with respect to {where}, input gradients that the stacked "
-                             f"forward pass does not keep apart by member; drop --model.penalty or train separate runs")
+        shared = shared_settings(members)
         method, swept = stacked_method([m.method for m in members])
-        super().__init__(
-            StackedNetworks([m.generator for m in members]), StackedNetworks([m.discriminator for m in members]),
-            latent_dim=first.latent_dim, loss=first.loss_name, method=method, update=first.update, order=first.order,
-            n_d=first.n_d, latent_std=first.latent_std, optimizer=first.optimizer_factory, lr_d=first.lr_d,
-            ema_half_life=first.ema_half_life, ema_rampup=first.ema_rampup, compile_step=first.compile_step)
+        super().__init__(StackedNetworks([m.generator for m in members]),
+                         StackedNetworks([m.discriminator for m in members]), method=method,
+                         optimizer=first.optimizer_factory, **shared)
         self.count, self.seeds, self.swept_method = len(members), [int(s) for s in seeds], swept
         self.settings = [dict(s) for s in settings] if settings is not None else [{} for _ in seeds]
         self.member_hparams = [dict(h) for h in member_hparams] if member_hparams is not None else \
@@ -146,6 +178,7 @@ class SweepGAN(TwoPlayerGAN):
         object.__setattr__(self, "_template", copy_model(first).cpu())
         self.alive = torch.ones(self.count, dtype=torch.bool)
         self.diverged_at: dict[int, int] = {}
+        self.member_guards = [DivergenceGuard(self.on_nonfinite) for _ in members]
         self._member_rngs: list[torch.Generator] | None = None
         self._member_losses: dict[str, Tensor] | None = None  # each member's losses at the step's parameters
         self._stepped: tuple[list[Tensor], list[Tensor]] | None = None
@@ -201,11 +234,18 @@ class SweepGAN(TwoPlayerGAN):
 
     def player_losses(self, real: Tensor, z: Tensor, players="gd", training: bool = False):
         """The sums over members of each member's (L_G, L_D): their gradients are each member's
-        own, on its own real batch or on the batch they share."""
+        own, on its own real batch or on the batch they share. With ``discriminator_pass="joint"``
+        each member's D sees its real and generated batches as one, as its single run's does."""
         fake = self.generator(z)
         reals = real if self.own_data else real.expand(self.count, *real.shape)
-        logits_real = self.discriminator(reals).reshape(self.count, -1)
-        logits_fake = self.discriminator(fake).reshape(self.count, -1)
+        if self._joint_d is None:
+            self.check_networks()
+        if self._joint_d:
+            logits = self.discriminator(torch.cat([reals, fake], dim=1)).reshape(self.count, -1)
+            logits_real, logits_fake = logits[:, :reals.shape[1]], logits[:, reals.shape[1]:]
+        else:
+            logits_real = self.discriminator(reals).reshape(self.count, -1)
+            logits_fake = self.discriminator(fake).reshape(self.count, -1)
         loss_g, loss_d = vmap(self.loss_fn)(logits_real, logits_fake)
         if training and self._member_losses is None:  # the losses at the step's own parameters
             self._member_losses = {f"loss/{name}": loss.detach() for name, loss, player in
@@ -213,8 +253,10 @@ class SweepGAN(TwoPlayerGAN):
         return (loss_g.sum() if "g" in players else None), (loss_d.sum() if "d" in players else None)
 
     def check_networks(self, sample_shape=None) -> None:
+        """Member 0's single-run checks (its networks' contract, and whether its D can take the
+        joint pass): the members share their networks' classes and settings."""
         self._template.check_networks(sample_shape)
-        self._joint_d = False
+        self._joint_d = bool(self._template._joint_d)
 
     def build_compiled_step(self) -> compiled.CompiledStep:
         """The members' step vmapped and compiled (``gans.compiled.stacked_step_function``): each
@@ -235,7 +277,7 @@ class SweepGAN(TwoPlayerGAN):
                                         (values["lr_g"], values["lr_d"]) if lr_swept else rates)
 
         fn = compiled.stacked_step_function(self.generator.template, self.discriminator.template, self.loss_fn,
-                                            is_zero_sum(self.loss_name), rule_of, self.own_data)
+                                            is_zero_sum(self.loss_name), rule_of, self.own_data, bool(self._joint_d))
         params = [{n: p.detach() for n, p in net.stacked_parameters().items()} for net in (self.generator, self.discriminator)]
         return compiled.CompiledStep(fn, params, flat_update=False, cpp_wrapper=self.device.type == "cpu", extra=(hyper,),
                                      cuda_graphs=self.device.type == "cuda")
@@ -263,7 +305,9 @@ class SweepGAN(TwoPlayerGAN):
                 offset += size
             buffers.append(buffer)
         self._member_buffers = buffers
-        shared = all(r == self.member_rates[0] for r in self.member_rates)
+        # under on_nonfinite=skip each member's row is a parameter of its own, so that a skipped member's
+        # optimizer state (Adam's moments and step count) stays as its single run's does
+        shared = all(r == self.member_rates[0] for r in self.member_rates) and self.on_nonfinite != "skip"
         if shared:
             self._stepped = ([buffers[0]], [buffers[1]])
             optimizer = self._optimizer([buffers[0]], [buffers[1]])
@@ -280,8 +324,11 @@ class SweepGAN(TwoPlayerGAN):
         return optimizer
 
     def apply_update(self, opt, loss_g, loss_d, grads_g, grads_d, *, counted: bool = True) -> bool:
-        """Step every living member along its direction; a member whose loss or direction is not
-        finite is frozen from this iteration on (its parameters stay where its single run stops)."""
+        """Step every living member along its direction. A member whose loss or direction is not
+        finite does what its single run does (``on_nonfinite``): under ``stop`` it is frozen from
+        this iteration on (its parameters stay where its single run stops) and the others go on;
+        under ``skip`` it moves nothing this iteration (nor its optimizer state), and is frozen once
+        its own guard finds it diverged."""
         losses, self._member_losses = self._member_losses or {}, None
         if not losses:  # the compiled step: its losses are the members' own
             losses = {f"loss/{name}": loss.detach() for name, loss in (("generator", loss_g), ("discriminator", loss_d))
@@ -292,23 +339,36 @@ class SweepGAN(TwoPlayerGAN):
         bad = ~torch.isfinite(torch.stack(checks)).all(dim=0)
         if rank_and_world()[1] > 1:  # the losses are each process's own: every process freezes the same members
             bad = mean_across_processes([bad.float()])[0] > 0
-        newly = (bad & self.alive).nonzero().flatten().tolist()
-        for m in newly:
+        skip = torch.zeros_like(bad)
+        for m in (bad & self.alive).nonzero().flatten().tolist():
+            try:
+                if self.on_nonfinite == "skip" and not self.member_guards[m].may_step(True, self.global_step,
+                                                                                    (None, None), (None, None)):
+                    skip[m] = True
+                    continue
+                reason = "a non-finite loss or update"
+            except NonFiniteError:
+                reason = (f"more than half of its last {SKIP_WINDOW} iterations had a non-finite loss or update "
+                          f"(on_nonfinite=skip)")
             self.diverged_at[m] = self.global_step
-            rank_zero_warn(f"sweep member {m} ({self.describe(m)}) diverged at iteration {self.global_step}: a "
-                           f"non-finite loss or update; it is frozen there and the other members go on")
-        self.alive &= ~bad
+            self.alive[m] = False
+            rank_zero_warn(f"sweep member {m} ({self.describe(m)}) diverged at iteration {self.global_step}: "
+                           f"{reason}; it is frozen there and the other members go on")
         if not bool(self.alive.any()):
             raise NonFiniteError(f"iteration {self.global_step}: every member of the sweep has diverged; the last "
                                  f"checkpoint is intact")
-        dead = ~self.alive
+        idle = skip | ~self.alive
         frozen = None
-        if bool(dead.any()):
-            directions = [None if d is None else torch.where(per_member(self.alive, d), d, 0.0) for d in directions]
-            frozen = [buffer[dead].clone() for buffer in self._member_buffers]
+        if bool(idle.any()):
+            directions = [None if d is None else torch.where(per_member(~idle, d), d, 0.0) for d in directions]
+            frozen = [buffer[idle].clone() for buffer in self._member_buffers]
         for stepped, direction in zip(self._stepped, directions):
-            parts = [None] * len(stepped) if direction is None else [direction] if len(stepped) == 1 else \
-                list(direction.unbind(0))
+            if direction is None:
+                parts = [None] * len(stepped)
+            elif len(stepped) == 1:
+                parts = [direction]
+            else:  # a row per member: an idle member's row is left out of the step (its optimizer state too)
+                parts = [None if still else g for g, still in zip(direction.unbind(0), idle.tolist())]
             for tensor, g in zip(stepped, parts):
                 tensor.grad = g
         (opt if counted else opt.optimizer).step()
@@ -316,14 +376,15 @@ class SweepGAN(TwoPlayerGAN):
         if frozen is not None:
             with torch.no_grad():
                 for buffer, value in zip(self._member_buffers, frozen):
-                    buffer[dead] = value
+                    buffer[idle] = value
         if counted:
             self.update_ema(self._images_per_iteration)
         return any(d is not None for d in directions)
 
     @property
     def skipped(self) -> int:
-        return 0
+        """Iterations skipped as non-finite, summed over members (``on_nonfinite="skip"``)."""
+        return sum(guard.skipped for guard in self.member_guards)
 
     def describe(self, m: int) -> str:
         """Member m's seed and swept settings, in words."""
@@ -344,12 +405,15 @@ class SweepGAN(TwoPlayerGAN):
         logged = {k: v.detach().float()[alive].mean() for k, v in metrics.items()}
         logged.update(scalars)
         logged["sweep/diverged"] = self.count - alive.sum()
+        if self.on_nonfinite == "skip":
+            logged["nonfinite/skipped"] = float(self.skipped)
         self.log_dict(on_device(logged, self.device), on_step=True, on_epoch=False, sync_dist=rank_and_world()[1] > 1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["sweep"] = {"member_rngs": [g.get_state() for g in self.member_rngs], "alive": self.alive.cpu(),
                                "diverged_at": dict(self.diverged_at), "member_hparams": self.member_hparams,
+                               "guards": [guard.state_dict() for guard in self.member_guards],
                                "rates": [tuple(r) for r in self.member_rates],
                                "member_data_hparams": self.member_data_hparams,
                                "settings": self.settings, "seeds": self.seeds, "names": self.member_names()}
@@ -369,6 +433,8 @@ class SweepGAN(TwoPlayerGAN):
             self._member_rngs.append(rng)
         self.alive = state["alive"].clone()
         self.diverged_at = {int(k): int(v) for k, v in state["diverged_at"].items()}
+        for guard, guard_state in zip(self.member_guards, state.get("guards", [])):
+            guard.load_state_dict(guard_state)
 
     def member_model(self, index: int) -> TwoPlayerGAN:
         """Member ``index`` as an ordinary model (a copy: training the sweep does not change it), with
@@ -379,6 +445,7 @@ class SweepGAN(TwoPlayerGAN):
         model._learning_rates = self.member_rates[index]
         model.load_state_dict(self.member_state_dict(index))
         model.method.load_state_dict(member_slice(self.method.state_dict(), index))
+        model.divergence.load_state_dict(self.member_guards[index].state_dict())
         model._hparams = type(model.hparams)(self.member_hparams[index])
         return model
 
@@ -417,6 +484,8 @@ def member_checkpoint(checkpoint: dict, index: int) -> dict:
         out["datamodule_hyper_parameters"] = dict(sweep["member_data_hparams"][index])
     out["method_state"] = member_slice(checkpoint.get("method_state", {}), index)
     out["training_rng"] = sweep["member_rngs"][index]
+    if "guards" in sweep:
+        out["nonfinite_skipped"] = dict(sweep["guards"][index])
     out["sweep_member"] = {"index": index, "seed": sweep["seeds"][index], "settings": sweep["settings"][index],
                            "diverged_at": sweep["diverged_at"].get(index)}
     optimizer = (checkpoint.get("optimizer_states") or [None])[0]

@@ -3,6 +3,8 @@ training as its single run trains."""
 from __future__ import annotations
 
 import csv
+import inspect
+import json
 
 import pytest
 import pytorch_lightning as pl
@@ -60,6 +62,7 @@ def assert_member_is(sweep, index, single, tol=1e-12):
 
 @pytest.mark.parametrize("name,options", [
     ("vanilla", {}), ("vanilla", {"update": "alternating", "n_d": 2}), ("jare", {}), ("conopt", {}), ("sga", {}),
+    ("jare", {"discriminator_pass": "joint"}), ("vanilla", {"update": "alternating", "order": "d_first"}),
     ("sga", {"align_dim": "tensors"}), ("extragradient", {}), ("optimistic", {"update": "alternating"}), ("cgd", {})])
 def test_members_of_a_seed_sweep_match_their_single_runs(name, options):
     """Three seeds in one sweep end, in float64, where the three single runs end (to rounding: the
@@ -135,13 +138,54 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on_unchanged(recwarn)
         assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
+def test_members_skip_non_finite_iterations_as_their_single_runs_do(recwarn):
+    """on_nonfinite=skip: member 1's absurd learning rate makes its iterations non-finite after the
+    first; each is skipped (its parameters and its optimizer state stay), as in its single run, and
+    member 0 trains on as its own single run; the counts are each member's."""
+    sweep = sweep_run("jare", [0, 1], [{"lr": 1e-3}, {"lr": 1e200}], on_nonfinite="skip")
+    assert sweep.alive.all() and not sweep.diverged_at  # skipped, not frozen
+    for i, lr in enumerate((1e-3, 1e200)):
+        single = single_run("jare", i, lr=lr, on_nonfinite="skip")
+        assert sweep.member_guards[i].skipped == single.skipped
+        assert_member_is(sweep, i, single)
+    assert sweep.skipped == sweep.member_guards[1].skipped == STEPS - 1
+
+
+SHARED_VALUES = {"latent_dim": 3, "loss": "hinge", "update": "alternating", "order": "d_first", "n_d": 2,
+                 "penalty_weight": 3.0, "penalty_every": 1, "latent_std": 1.5, "lr_d": 1e-2, "on_nonfinite": "skip",
+                 "ema_half_life": 100.0, "ema_rampup": 0.05, "flat_buffers": False, "compile_step": True,
+                 "discriminator_pass": "joint"}
+
+
+def test_every_setting_of_a_single_run_is_honoured_or_refused_by_a_sweep():
+    """Every argument of TwoPlayerGAN has its treatment in gans.sweep.SETTINGS (a new one fails here
+    until it is placed), and every shared setting reaches the sweep: with a value other than the
+    default in every member, the sweep trains with that value."""
+    from gans.base import TwoPlayerGAN
+    from gans.sweep import SETTINGS
+    arguments = set(inspect.signature(TwoPlayerGAN.__init__).parameters) - {"self"}
+    assert set(SETTINGS) == arguments, "place the new argument in gans.sweep.SETTINGS (shared, swept or refused)"
+    shared = {name for name, kind in SETTINGS.items() if kind == "shared"}
+    assert set(SHARED_VALUES) == shared, "give the new shared setting a value other than its default here"
+    defaults = inspect.signature(TwoPlayerGAN.__init__).parameters
+    assert all(SHARED_VALUES[n] != defaults[n].default for n in shared if n != "penalty_every")
+
+    def member(seed):
+        torch.manual_seed(seed)
+        return TwoPlayerGAN(MLPGenerator(3, 2, 8, 2), MLPDiscriminator(2, 8, 2), **SHARED_VALUES)
+    sweep = SweepGAN([member(0), member(1)], [0, 1])
+    assert {name: sweep.hparams[name] for name in shared} == SHARED_VALUES
+    with pytest.raises(ValueError, match="the gradient penalty r2 is not available in a sweep"):
+        SweepGAN([build("vanilla", 0, penalty="r2")], [0])
+
+
 def test_every_member_diverging_stops_the_run():
     with pytest.raises(FloatingPointError, match="every member of the sweep has diverged"):
         sweep_run("vanilla", [0, 1], [{"lr": 1e200}, {"lr": 1e250}])
 
 
 def test_members_must_agree_on_what_is_not_swept():
-    with pytest.raises(ValueError, match="differs from member 0 in loss_name"):
+    with pytest.raises(ValueError, match="differs from member 0 in loss"):
         SweepGAN([build("jare", 0), build("jare", 1, loss="ns")], [0, 1])
     with pytest.raises(ValueError, match="the gradient penalty r1 is not available in a sweep: it differentiates each "
                                          "member's discriminator with respect to its real samples"):
@@ -304,6 +348,23 @@ def test_a_members_spectrum_in_the_table_is_the_one_its_checkpoint_gives(tmp_pat
         "member3_last_step10_2.npz"  # the step once; a second run beside the first, not over it
     for key in ("phase_factor", "min_real", "spectral_radius"):
         assert float(row[key]) == pytest.approx(float(offline[f"update_{key}"]), rel=1e-6, abs=1e-9), key
+
+
+def test_member_spectra_follow_the_spectrum_callbacks_cadence(tmp_path):
+    """The members' spectra are taken where a single run's JacobianSpectrum takes them: before the
+    first iteration and every every_n_steps (5), not at the metrics' cadence (10)."""
+    args = list(SWEEP)
+    args[args.index("--trainer.callbacks+=callbacks.JacobianSpectrum") + 2] = "5"
+    train.main([*args, "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.max_steps", "10",
+                "--sweep.spectra", "[1]"])
+    folder = tmp_path / "jare_sweep" / "version_0"
+    records = [json.loads(line) for line in (folder / "sweep_spectra.jsonl").read_text().splitlines()]
+    assert [(r["iteration"], r["member"], r["field"]) for r in records] == [(0, 1, "update"), (5, 1, "update"),
+                                                                           (10, 1, "update")]
+    assert sorted(p.name for p in (folder / "spectra").glob("sweep_*.npz")) == [
+        "sweep_000000.npz", "sweep_000005.npz", "sweep_000010.npz"]
+    metrics = [json.loads(line) for line in (folder / "sweep_metrics.jsonl").read_text().splitlines()]
+    assert sorted({r["iteration"] for r in metrics}) == [10] and "phase_factor" not in metrics[0]
 
 
 def test_resuming_a_sweep_needs_its_own_options_and_a_refusal_leaves_nothing(tmp_path):
