@@ -5,7 +5,7 @@ iteration itself, on 2 CPU processes (gloo), default ring networks (4 x 128).
     python -m benchmarks.ddp_overhead --smoke    # tiny networks, seconds (CI)
 
 Each process times its local update direction (the part that does not communicate) and, separately,
-the all-reduces that the method's direction performs (``gans.game``: one for vanilla, two for
+the all-reduces that the method's direction performs (``game.algebra``: one for vanilla, two for
 ConOpt/JARE, two for SGA, the second twice as long), with payloads of the real sizes; and, for
 vanilla, the stock recipe (DDP over G and D, one backward per player, find_unused_parameters=True)
 for the whole step. Then one top-6 spectrum of the gradient field (the callback's settings) with its
@@ -29,11 +29,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from benchmarks.common import RESULTS, quiet, timed, write_results
 from gans import JARE, SGA, ConOpt, Vanilla
-from gans.distributed import mean_across_processes
 from gans.networks import MLPDiscriminator, MLPGenerator
-from gans.spectrum import compute_spectrum
+from runtime.distributed import mean_across_processes
+from spectra.spectrum import compute_spectrum
 
-#: all-reduced payload of one iteration, in units of the parameter count (see gans/game.py)
+#: all-reduced payload of one iteration, in units of the parameter count (see game/algebra.py)
 PAYLOAD = {"vanilla": [1], "conopt": [1, 1], "jare": [1, 1], "sga": [1, 2]}
 CLASSES = {"vanilla": Vanilla, "conopt": ConOpt, "jare": JARE, "sga": SGA}
 

@@ -21,10 +21,10 @@ from matplotlib.figure import Figure
 
 from benchmarks.common import quiet, write_results
 from datamodules import MixtureOfGaussians
+from game.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla
-from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans.networks import DiracGenerator, LinearDiscriminator
-from gans.spectrum import compute_spectrum
+from spectra.spectrum import compute_spectrum
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 GAMMA = 1.0

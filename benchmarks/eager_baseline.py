@@ -3,7 +3,7 @@ against (and checked against: the same arithmetic must give the same parameters)
 
 Written the way one would write it without the framework: two ``autograd.grad`` calls for the two
 players (with ``create_graph=True`` for the second-order methods), the regulariser gradients,
-``p.grad = ...`` per parameter, a stock optimizer. Deliberately independent of ``gans.game``.
+``p.grad = ...`` per parameter, a stock optimizer. Deliberately independent of ``game.algebra``.
 """
 from __future__ import annotations
 

@@ -94,10 +94,10 @@ def nccl_statistics(check: Check) -> str:
     a GPU rejects a CPU tensor in any collective, which CGD's and SGA's statistics were."""
     import torch.distributed as dist
 
+    from game.methods import METHODS
     from gans import TwoPlayerGAN
-    from gans.distributed import mean_across_processes
-    from gans.methods import METHODS
     from gans.networks import MLPDiscriminator, MLPGenerator
+    from runtime.distributed import mean_across_processes
 
     backend = "nccl" if check.device == "cuda" else "gloo"
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
@@ -111,7 +111,7 @@ def nccl_statistics(check: Check) -> str:
             model = TwoPlayerGAN(MLPGenerator(8, 2, 32, 2), MLPDiscriminator(2, 32, 2), latent_dim=8, loss=loss,
                                  method=METHODS[name](*args)).to(device)
             model._device = device
-            game = model.game(real, model.sample_latent(64))
+            game = model.on_batch(real, model.sample_latent(64))
             update = model.method.direction(game, game.field(create_graph=model.second_order),
                                             reduce=mean_across_processes)
             for value in update.stats.values():  # what log_step all-reduces with sync_dist
@@ -205,8 +205,9 @@ def deterministic(check: Check) -> str:
 
 def tf32_kept_out(check: Check) -> str:
     """With --tf32 true the first-order step may use TF32; the second-order step never does."""
-    from gans import JARE, precision
+    from gans import JARE
     from gans.networks import MLPDiscriminator, MLPGenerator
+    from runtime import precision
 
     saved = precision.tf32_state()
     try:

@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from benchmarks.common import quiet, write_results
 from callbacks import JacobianSpectrum
 from gans.base import preserved_buffers
-from gans.spectrum import JacobianProducts, SpectrumResult, compute_spectrum, converted, field_with_graph, zero_tolerance
+from spectra.spectrum import JacobianProducts, SpectrumResult, compute_spectrum, converted, field_with_graph, zero_tolerance
 
 #: the callback's defaults (callbacks/jacobian_spectrum.py)
 AFTER = dict(dtype=torch.float32, tol=1e-4, k_smallest=1, max_products=600)

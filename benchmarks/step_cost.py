@@ -39,7 +39,7 @@ from benchmarks.common import quiet, write_results
 from benchmarks.eager_baseline import EagerGame
 from datamodules import Digits, MixtureOfGaussians
 from gans.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from gans.optim import RMSpropTF
+from runtime.optim import RMSpropTF
 
 #: (model config, its options) per method; the weights are the papers' (JARE's ring: gamma 1000)
 METHODS = {
@@ -53,7 +53,7 @@ METHODS = {
     "cgd": ("cgd", []),
 }
 WEIGHTS = {"conopt": {"gamma": 10.0}, "jare": {"gamma": 1000.0}, "sga": {"lam": 1.0}}
-#: ``--compiled`` adds these methods again with ``compile_step`` (gans.compiled), as "<method>+compile";
+#: ``--compiled`` adds these methods again with ``compile_step`` (game.compiled), as "<method>+compile";
 #: ``--joint`` adds every method again with D on one concatenated batch, as "<method>+joint"
 COMPILED = ("simgd", "conopt", "jare", "sga")
 VARIANTS = {"+compile": ["--model.compile_step", "true"], "+joint": ["--model.discriminator_pass", "joint"]}
@@ -117,7 +117,7 @@ def model_options(size: dict) -> list[str]:
             str(size["depth"]), "--model.generator.init_args.latent_dim", str(size["latent"]),
             "--model.latent_dim", str(size["latent"]), "--model.latent_std", str(size["std"]),
             "--model.discriminator.init_args.width", str(size["width"]), "--model.discriminator.init_args.depth",
-            str(size["depth"]), "--model.loss", "zero_sum", "--model.optimizer", "gans.optim.RMSpropTF",
+            str(size["depth"]), "--model.loss", "zero_sum", "--model.optimizer", "runtime.optim.RMSpropTF",
             "--model.optimizer.lr", "1e-4", "--data.init_args.batch_size", str(size["batch"])]
 
 

@@ -1,5 +1,5 @@
 """Lightning callbacks: the plumbing that schedules evaluations during training and writes their
-results (the metrics' math is in ``metrics`` and ``gans.spectrum``, the figures in ``figures``)."""
+results (the metrics' math is in ``metrics`` and ``spectra.spectrum``, the figures in ``figures``)."""
 from callbacks.checkpoint import FinalCheckpoint
 from callbacks.factor_metrics import DisentanglementMetrics
 from callbacks.fid import FID

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from gans.checkpoint import CheckpointError, iteration, read_checkpoint
+from runtime.checkpoint import CheckpointError, iteration, read_checkpoint
 
 
 class FinalCheckpoint(pl.Callback):

@@ -13,7 +13,7 @@ fingerprint, the extractor's weights and the sample count. Rank 0 alone decides 
 holds them and reads it, and hands them to the others (a cache on a node-local disk, or a shared
 file system that shows a new file late, must not split the processes between reading and
 computing: only those computing would enter the collectives). Features are extracted in full
-float32 (no TF32: ``gans.precision``), and an interrupt stops an evaluation between two batches
+float32 (no TF32: ``runtime.precision``), and an interrupt stops an evaluation between two batches
 on every process alike.
 """
 from __future__ import annotations
@@ -37,14 +37,14 @@ from callbacks.figures import fid_curve
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.progress import progress
 from datamodules.contracts import ImageData
-from gans import interrupt
-from gans.checkpoint import atomic_save
-from gans.distributed import block, from_rank0, rank_and_world
-from gans.precision import full_float32
-from gans.streams import cpu_seeded
 from metrics.cache import cache_root, cached
 from metrics.features import ClassifierFeatures, InceptionFeatures, module_digest, train_classifier
 from metrics.fid import feature_statistics, frechet_with_reference, kernel_with_reference
+from runtime import interrupt
+from runtime.checkpoint import atomic_save
+from runtime.distributed import block, from_rank0, rank_and_world
+from runtime.precision import full_float32
+from runtime.streams import cpu_seeded
 
 
 class FID(PeriodicEvaluation):
@@ -278,7 +278,7 @@ class FID(PeriodicEvaluation):
 def rounds(batches: Iterable, total: int, batch_size: int) -> Iterator:
     """This process's batches of its block of ``total`` items, padded with None to the count of the
     largest block, so that every process goes through the same number of rounds; each round asks
-    every process whether the run was interrupted (``gans.interrupt.check_everywhere``: a
+    every process whether the run was interrupted (``runtime.interrupt.check_everywhere``: a
     collective, hence the equal counts)."""
     world = rank_and_world()[1]
     count = math.ceil(math.ceil(total / world) / batch_size)

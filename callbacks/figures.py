@@ -15,7 +15,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 if TYPE_CHECKING:
-    from gans.spectrum import SpectrumResult
+    from spectra.spectrum import SpectrumResult
 
 
 def figure_image(fig: Figure) -> np.ndarray:

@@ -15,17 +15,17 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from gans import interrupt
-from gans.distributed import process_maximum
+from runtime import interrupt
+from runtime.distributed import process_maximum
 
 
 class Interruption(pl.Callback):
-    """While training, SIGINT (Ctrl-C) and SIGTERM are noted (``gans.interrupt``) instead of
+    """While training, SIGINT (Ctrl-C) and SIGTERM are noted (``runtime.interrupt``) instead of
     stopping the process wherever it is; at the next iteration boundary every process agrees
     (the largest reason over processes, one all-reduce of the host) and the run saves
     ``last.ckpt`` in the folder of each ``ModelCheckpoint`` (atomically, like every checkpoint),
     skips the evaluations still due, and ends. An evaluation in progress stops within a product
-    or a batch (``gans.interrupt.Interrupted``), and the run saves and ends at that boundary. A
+    or a batch (``runtime.interrupt.Interrupted``), and the run saves and ends at that boundary. A
     second Ctrl-C stops at once, without a checkpoint.
 
     Under SLURM with automatic requeueing (Lightning's ``SLURMEnvironment``, the sbatch template's
@@ -56,7 +56,7 @@ class Interruption(pl.Callback):
         epoch_loop = trainer.fit_loop.epoch_loop
         if hasattr(epoch_loop, "_broadcast_sigterm_tensor"):
             epoch_loop._broadcast_sigterm_tensor = lambda: None
-        process_maximum(0)  # creates the host's process group now, where every process is (gans.distributed)
+        process_maximum(0)  # creates the host's process group now, where every process is (runtime.distributed)
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach the main thread only
         for signum in (signal.SIGINT, signal.SIGTERM, *([self._requeue] if self._requeue is not None else [])):

@@ -13,8 +13,8 @@ from callbacks.figures import eigenvalue_figure, history_figure
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.progress import progress
 from datamodules.contracts import RealSamples
-from gans.optim import preconditioner
-from gans.spectrum import MAX_FULL_PARAMS, SpectrumSettings, evaluate_spectra
+from runtime.optim import preconditioner
+from spectra.spectrum import MAX_FULL_PARAMS, SpectrumSettings, evaluate_spectra
 
 
 class JacobianSpectrum(PeriodicEvaluation):
@@ -26,7 +26,7 @@ class JacobianSpectrum(PeriodicEvaluation):
             direction has none, the optimistic one), ``gradient`` (H of the plain field xi), or ``both``.
         k: eigenvalues per evaluation: ``None`` for the full spectrum when the model has at most
             ``max_full_params`` parameters and the top 20 (plus the smallest real parts) otherwise;
-            an int for the k of largest magnitude (one Krylov-Schur search, gans.eigensolver).
+            an int for the k of largest magnitude (one Krylov-Schur search, spectra.eigensolver).
         k_smallest: with top-k, how many eigenvalues of smallest real part to find besides.
         num_batches, batch_size: the evaluation data: ``num_batches`` fixed batches whose fields are
             averaged (as in the ConOpt analysis). Real data come from the datamodule's
@@ -42,12 +42,12 @@ class JacobianSpectrum(PeriodicEvaluation):
         warm_start: begin each search from the previous evaluation's Ritz vectors (kept in
             checkpoints, so a resumed run searches as an uninterrupted one).
         preconditioned: the spectrum of P^-1 J, with P = diag(sqrt(v) + eps) from the optimizer's
-            second-moment estimates (RMSProp, Adam, ...: ``gans.optim.preconditioner``): the local
+            second-moment estimates (RMSProp, Adam, ...: ``runtime.optim.preconditioner``): the local
             Jacobian of the steps an adaptive optimizer takes, which its stable step size is about.
         progress: show the products of a running evaluation below the progress bar.
 
     The evaluation settings (all but the cadence, ``lr``, ``warm_start``, ``preconditioned`` and
-    ``progress``) are ``settings``, a ``gans.spectrum.SpectrumSettings``: the offline command and a
+    ``progress``) are ``settings``, a ``spectra.spectrum.SpectrumSettings``: the offline command and a
     sweep's members evaluate the run's spectra with the same ones.
 
     Writes ``spectra/spectrum_<iteration>.npz`` (eigenvalues and scalars per field),
@@ -141,7 +141,7 @@ class JacobianSpectrum(PeriodicEvaluation):
     # -- what the optimizer sees, warm starts and warnings ---------------------------------------
 
     def _preconditioner(self, optimizer) -> torch.Tensor | None:
-        """d of ``gans.optim.preconditioner`` when ``preconditioned``; None before the optimizer's
+        """d of ``runtime.optim.preconditioner`` when ``preconditioned``; None before the optimizer's
         first step (no second-moment estimate yet: that evaluation is left out, with a note)."""
         if not self.preconditioned:
             return None

@@ -15,7 +15,7 @@ from torchvision.utils import save_image
 
 from callbacks.figures import figure_image
 from callbacks.interrupt import interruption, stopping
-from gans.interrupt import Interrupted
+from runtime.interrupt import Interrupted
 
 
 class Plot(NamedTuple):

@@ -10,7 +10,7 @@ import numpy as np
 from callbacks.periodic import PeriodicEvaluation, Report
 from callbacks.progress import progress
 from datamodules.contracts import RealSamples
-from gans.spectrum import SpectrumSettings, evaluate_spectra
+from spectra.spectrum import SpectrumSettings, evaluate_spectra
 
 
 def check_form(spectra) -> None:
@@ -33,7 +33,7 @@ def chosen_members(spectra: Literal["all"] | Sequence[int], count: int) -> list[
 class SweepSpectra(PeriodicEvaluation):
     """Before the first iteration and every ``every_n_steps`` iterations, the spectra of the members
     in ``spectra`` (``all`` or indices), each of the member's own model (``member_model``) with
-    ``spectrum``'s settings (``gans.spectrum.evaluate_spectra``; the run's ``JacobianSpectrum``
+    ``spectrum``'s settings (``spectra.spectrum.evaluate_spectra``; the run's ``JacobianSpectrum``
     settings, its cadence and seed included, so a member's spectrum equals its single run's and
     the offline command's). A diverged member is left out. Writes ``sweep_spectra.jsonl`` (a record
     per member and field), ``spectra/sweep_<iteration>.npz`` (``member<m>_<field>_eigenvalues`` and

@@ -21,8 +21,9 @@ from torchvision.utils import save_image
 from callbacks.figures import image_grid
 from commands.outputs import unused, writable_folder
 from datamodules.images import FileImages
-from gans.checkpoint import CheckpointError, load_model
+from gans.checkpoint import load_model
 from gans.semistylegan import SemiStyleGAN
+from runtime.checkpoint import CheckpointError
 
 
 def main(argv: list[str] | None = None) -> Path:

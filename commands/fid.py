@@ -13,7 +13,8 @@ from pathlib import Path
 from callbacks.fid import FID
 from commands.outputs import device_option
 from datamodules.contracts import ImageData
-from gans.checkpoint import CheckpointError, load_datamodule, load_model
+from gans.checkpoint import load_datamodule, load_model
+from runtime.checkpoint import CheckpointError
 
 
 def main(argv: list[str] | None = None) -> dict:

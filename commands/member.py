@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from commands.outputs import output_stem, unused, writable_folder
-from gans.checkpoint import CheckpointError, read_checkpoint
 from gans.sweep import member_checkpoint
+from runtime.checkpoint import CheckpointError, read_checkpoint
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -19,8 +19,9 @@ from torchvision.utils import save_image
 from callbacks.figures import image_grid, scatter_figure
 from commands.outputs import device_option, output_stem, unused, writable_folder
 from datamodules.contracts import MixtureData
-from gans.checkpoint import CheckpointError, load_datamodule, load_model, read_checkpoint
+from gans.checkpoint import load_datamodule, load_model
 from metrics.mixture import mixture_metrics
+from runtime.checkpoint import CheckpointError, read_checkpoint
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -25,9 +25,10 @@ from callbacks.figures import eigenvalue_figure
 from callbacks.progress import progress
 from commands.outputs import device_option, output_stem, unused, writable_folder
 from datamodules.contracts import RealSamples
-from gans.checkpoint import CheckpointError, load_datamodule, load_model, read_checkpoint
-from gans.optim import preconditioner
-from gans.spectrum import DTYPES, SpectrumSettings, evaluate_spectra
+from gans.checkpoint import load_datamodule, load_model
+from runtime.checkpoint import CheckpointError, read_checkpoint
+from runtime.optim import preconditioner
+from spectra.spectrum import DTYPES, SpectrumSettings, evaluate_spectra
 
 #: the settings a command-line option overrides: (option, SpectrumSettings field)
 OVERRIDES = {"field": "field", "k": "k", "k_smallest": "k_smallest", "batch_size": "batch_size",
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def saved_preconditioner(model, checkpoint: dict):
-    """``gans.optim.preconditioner`` of the optimizer state saved in ``checkpoint``."""
+    """``runtime.optim.preconditioner`` of the optimizer state saved in ``checkpoint``."""
     if not checkpoint.get("optimizer_states"):
         raise ValueError("the checkpoint holds no optimizer state (saved with save_weights_only?): "
                          "the preconditioned spectrum needs the optimizer's second-moment estimates")

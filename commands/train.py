@@ -37,6 +37,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from rich.console import Console
 from rich.table import Table
 
+import gans.strategy  # noqa: F401 (registers --trainer.strategy game_ddp and game_ddp_spawn)
 import mkl_on_amd  # enabled by the commands package, before torch
 from callbacks.checkpoint import FinalCheckpoint
 from callbacks.interrupt import Interruption, interruption
@@ -45,17 +46,10 @@ from commands.errors import DEBUG_ENV, USER_ERRORS, class_options, fail, one_lin
 from commands.layers import DEFAULT_DATA, DEFAULT_MODEL, expand_model_name, layer, names
 from commands.sweep import SWEEP_HELP, build_sweep, split_sweep_options, sweep_callbacks, sweep_config, sweep_members
 from gans import TwoPlayerGAN
-from gans.checkpoint import (
-    AtomicCheckpointIO,
-    CheckpointError,
-    changed_settings,
-    iteration,
-    model_class_path,
-    read_checkpoint,
-    record_object_arguments,
-)
-from gans.precision import set_tf32
-from gans.threads import choose_threads
+from gans.checkpoint import AtomicCheckpointIO, model_class_path, record_object_arguments
+from runtime.checkpoint import CheckpointError, changed_settings, iteration, read_checkpoint
+from runtime.precision import set_tf32
+from runtime.threads import choose_threads
 
 
 class GanCLI(LightningCLI):
@@ -81,7 +75,7 @@ class GanCLI(LightningCLI):
         parser.add_argument("--tf32", type=bool, default=False,
                             help="allow TF32 (10-bit mantissa) float32 matrix products and convolutions on NVIDIA "
                                  "GPUs for the first-order training step; second-order methods, spectra and FID "
-                                 "always run in full float32 (gans.precision)")
+                                 "always run in full float32 (runtime.precision)")
 
     def parse_arguments(self, parser, args) -> None:
         self.run_name = run_name(args)
@@ -176,7 +170,7 @@ def check_batch_size(data_config) -> None:
 
 
 def set_threads(requested: int | None, trainer_config) -> None:
-    """Each process's compute threads (``gans.threads.choose_threads``); the environment carries the
+    """Each process's compute threads (``runtime.threads.choose_threads``); the environment carries the
     number to launched processes and keeps Lightning's own per-process default out."""
     devices = trainer_config.get("devices")
     local = devices if isinstance(devices, int) and devices > 0 else len(devices) if isinstance(devices, list) else 1

@@ -1,10 +1,27 @@
-"""Lightning datamodules."""
-from datamodules.dsprites import DSprites
-from datamodules.factor_folder import FactorImageFolder
-from datamodules.images import Digits, ImageDataModule, ImageFolder
-from datamodules.mixture import MixtureOfGaussians, grid_modes, ring_modes
-from datamodules.stacked import StackedData
-from datamodules.torchvision_sets import CIFAR10, MNIST, CelebA
+"""Data: Lightning datamodules, and the plain-PyTorch samples and batches they serve
+(``mixture_samples``, ``batches``: a loop of one's own uses those without Lightning).
 
-__all__ = ["CIFAR10", "MNIST", "CelebA", "DSprites", "Digits", "FactorImageFolder", "ImageDataModule", "ImageFolder", "MixtureOfGaussians",
-           "StackedData", "grid_modes", "ring_modes"]
+The names are imported on first use (PEP 562), so importing a plain module of this package imports
+no Lightning.
+"""
+from __future__ import annotations
+
+import importlib
+
+#: where each name of this package lives
+_NAMES = {"CIFAR10": "datamodules.torchvision_sets", "MNIST": "datamodules.torchvision_sets",
+          "CelebA": "datamodules.torchvision_sets", "DSprites": "datamodules.dsprites",
+          "Digits": "datamodules.images", "ImageDataModule": "datamodules.images", "ImageFolder": "datamodules.images",
+          "FactorImageFolder": "datamodules.factor_folder", "MixtureOfGaussians": "datamodules.mixture",
+          "StackedData": "datamodules.stacked", "grid_modes": "datamodules.mixture_samples",
+          "ring_modes": "datamodules.mixture_samples"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'datamodules' has no attribute {name!r}")

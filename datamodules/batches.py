@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
-from gans.streams import seeded
-from gans.threads import usable_cores
+from runtime.streams import seeded
+from runtime.threads import usable_cores
 
 
 class IndexedBatches(IterableDataset):

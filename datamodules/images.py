@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.batches import IndexedBatches, ShuffledBatches, training_loader
-from gans.streams import seeded
+from runtime.streams import seeded
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 

@@ -1,12 +1,12 @@
-"""The two-player GAN LightningModule: Lightning plumbing around a method (``gans.methods``) and
-the game algebra (``gans.game``).
+"""The two-player GAN LightningModule: Lightning plumbing around a game (``game.twoplayer``).
 
     model = TwoPlayerGAN(G, D, latent_dim=64, loss="zero_sum", method=JacobianRegularization(gamma=100))
 
-The model owns what every method shares: the players' losses on a batch (``losses``; a model
-with other losses overrides ``player_losses``), the game on a batch (``game``: the field at any
-parameters), the update schedule (simultaneous or alternating), a gradient penalty on D, the
-optimizer, the divergence guard, checkpoints and logging. The method owns the direction.
+The game (``model.game``, a ``TwoPlayerGame``: plain PyTorch) owns the players' losses on a batch,
+the gradient penalty, the field and the method's direction. The model composes it with what a
+training run adds: the update schedule (simultaneous or alternating), the training stream, the
+optimizer and its flat buffers, the divergence guard, the generator EMA, checkpoints and logging.
+A model with other losses overrides ``player_losses`` (the game's ``forward`` by default).
 """
 from __future__ import annotations
 
@@ -14,48 +14,36 @@ import contextlib
 import copy
 import os
 import warnings
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Literal
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
-from torch.func import functional_call
 
-from gans import compiled, flat, game, penalties
-from gans.distributed import mean_across_processes, rank_and_world
-from gans.divergence import DivergenceGuard, PendingVerdict, nonfinite
-from gans.game import Field
-from gans.losses import get_loss, is_zero_sum
-from gans.methods import GradientDescent, Method, Players
-from gans.precision import full_float32
-from gans.streams import global_states, restore_global_states, seed_for_rank, seeded
+from game import algebra, compiled
+from gans import current_path
+from game.losses import is_zero_sum
+from game.methods import Method, Players
+from game.twoplayer import GameOnBatch, Training, TwoPlayerGame, preserved_buffers
+from runtime import flat
+from runtime.distributed import mean_across_processes, rank_and_world
+from runtime.divergence import DivergenceGuard, PendingVerdict, nonfinite
+from runtime.precision import full_float32
+from runtime.streams import global_states, restore_global_states, seed_for_rank, seeded
 
 DRY_BATCH = 4
 #: the key of the training stream (latent codes and every other draw of a training step), after the run's seed
 TRAINING_STREAM = 0x6C6174
 #: constructor arguments that are Python objects rather than hyperparameters: the networks' weights
 #: are in the state dict, and train.py records their ``class_path`` configs in the hyperparameters
-#: itself (``train.GanCLI``), which is what lets ``load_from_checkpoint`` rebuild a model without arguments
+#: itself (``gans.checkpoint.record_object_arguments``), which is what lets ``load_from_checkpoint`` rebuild a model without arguments
 OBJECT_ARGUMENTS = ("generator", "discriminator", "optimizer", "method")
 
 
 def method_class(method) -> str:
     """The class path of a method object (what a checkpoint records of it)."""
     return f"{type(method).__module__}.{type(method).__qualname__}"
-
-
-@contextlib.contextmanager
-def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
-    """Restore every buffer (BatchNorm running statistics, spectral-norm vectors) on exit, so that a
-    forward pass in training mode leaves no trace."""
-    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, value in saved:
-                buf.copy_(value)
 
 
 def to_device(t: Tensor, device: torch.device) -> Tensor:
@@ -87,49 +75,6 @@ def check_learning_rates(optimizer: torch.optim.Optimizer) -> None:
                              f"(--trainer.precision 64-true) to study such steps")
 
 
-class BatchGame:
-    """The game of a model on one batch (real data, latent codes): the field at the model's
-    parameters or at any others (``gans.methods.Game``). ``training``: the losses take a training
-    step's draws (the training stream, a lazy penalty's schedule); otherwise every draw is fixed
-    and the losses have no side effects."""
-
-    def __init__(self, model: TwoPlayerGAN, batch, z: Tensor, training: bool = False):
-        self.model, self.batch, self.z, self.training = model, batch, z, training
-
-    @property
-    def learning_rates(self) -> tuple[float, float]:
-        return self.model.learning_rates()
-
-    @property
-    def loss(self) -> str:
-        return self.model.loss_name
-
-    @property
-    def members(self) -> bool:
-        return self.model.stacked
-
-    def field(self, at: tuple[Sequence[Tensor], Sequence[Tensor]] | None = None, *, create_graph: bool = False,
-              players: Players = "gd") -> Field:
-        model = self.model
-        params_g, params_d = (model.params_g, model.params_d) if at is None else (list(at[0]), list(at[1]))
-        args, options = (self.batch, self.z), {"players": players, "training": self.training}
-        if at is None:
-            loss_g, loss_d = model(*args, **options)
-        else:  # the same losses at other parameters, on copies of the buffers (BatchNorm statistics stay)
-            tensors = dict(zip(model.player_parameter_names(), [*params_g, *params_d]))
-            buffers = {f"{prefix}.{name}": b.clone() for prefix, net in
-                       (("generator", model.generator), ("discriminator", model.discriminator))
-                       for name, b in net.named_buffers()}
-            loss_g, loss_d = functional_call(model, (tensors, buffers), args, options)
-        if players == "gd":
-            xi_g, xi_d = game.vector_field(loss_g, loss_d, params_g, params_d, create_graph=create_graph,
-                                           zero_sum=is_zero_sum(model.loss_name))
-        else:  # one player's half of an alternating iteration
-            xi_g = game.grad(loss_g, params_g, create_graph=create_graph) if players == "g" else None
-            xi_d = game.grad(loss_d, params_d, create_graph=create_graph) if players == "d" else None
-        return Field(loss_g, loss_d, xi_g, xi_d, params_g, params_d)
-
-
 class TwoPlayerGAN(pl.LightningModule):
     """A GAN as a two-player game: both players step along a method's direction u.
 
@@ -138,15 +83,15 @@ class TwoPlayerGAN(pl.LightningModule):
         discriminator: any ``nn.Module`` returning one logit per sample, ``(B,)`` or ``(B, 1)``.
         latent_dim: size of the latent code.
         loss: ``ns`` (non-saturating), ``zero_sum`` (L_G = -L_D), ``hinge`` or ``wasserstein``.
-        method: the update rule, a ``gans.methods.Method`` (None: plain gradient descent); from the
-            command line ``--model.method gans.methods.Extragradient --model.method.extrapolation 0.1``.
+        method: the update rule, a ``game.methods.Method`` (None: plain gradient descent); from the
+            command line ``--model.method game.methods.Extragradient --model.method.extrapolation 0.1``.
         update: ``simultaneous`` (both players step along u at the same parameters) or
             ``alternating`` (each player's step is recomputed after the other has moved).
         order: with ``alternating``, who moves first: ``g_first`` (the JARE code, the Dirac-GAN
             analysis) or ``d_first`` (the ConOpt code, StyleGAN).
         n_d: discriminator steps per generator step with ``alternating``. The steps of one
             iteration share its real batch; each draws fresh latent codes.
-        penalty: a gradient penalty added to L_D (``gans.penalties``): ``none``, ``r1``
+        penalty: a gradient penalty added to L_D (``game.penalties``): ``none``, ``r1``
             (gamma / 2 E_real ||grad_x D||^2), ``r2`` (the same on generated samples) or ``wgan_gp``
             (lam E (||grad_x D(x_hat)|| - 1)^2 on random interpolates).
         penalty_weight: gamma of R1/R2, lam of WGAN-GP.
@@ -163,7 +108,7 @@ class TwoPlayerGAN(pl.LightningModule):
             before the parameters are touched (the last checkpoint stays as it was); ``skip``
             leaves the parameters as they are for that iteration and counts it in
             ``nonfinite/skipped``; a run that skips more than half of the last
-            ``gans.divergence.SKIP_WINDOW`` iterations has diverged and stops with ``NonFiniteError`` too.
+            ``runtime.divergence.SKIP_WINDOW`` iterations has diverged and stops with ``NonFiniteError`` too.
         ema_half_life: keep ``generator_ema``, an exponential moving average of the generator's
             weights whose half-life is this many training images (StyleGAN2-ADA's ``ema_kimg``
             times 1000; 10,000 there). ``sample`` and the metric callbacks use it. None: no EMA.
@@ -171,10 +116,10 @@ class TwoPlayerGAN(pl.LightningModule):
             images seen so far (StyleGAN2-ADA uses 0.05), so the average forgets the random
             initialisation quickly. None: a constant half-life.
         flat_buffers: keep each player's parameters in one contiguous buffer that the optimizer
-            steps (``gans.flat``: a faster iteration, the same arithmetic) when the optimizer acts
+            steps (``runtime.flat``: a faster iteration, the same arithmetic) when the optimizer acts
             elementwise (Adam, RMSProp, SGD, ...); other optimizers always see the tensors.
         compile_step: compute the field and the update direction with the torch.compile'd
-            torch.func form of the method (``gans.compiled``): the same formulas, rounded
+            torch.func form of the method (``game.compiled``): the same formulas, rounded
             differently, faster on small networks after a compilation (docs/speed.md). One process,
             float32/64, networks without buffers (no BatchNorm), simultaneous updates, no
             penalty, a method with a compiled rule; refused with the reasons otherwise. If
@@ -214,28 +159,18 @@ class TwoPlayerGAN(pl.LightningModule):
         self.save_hyperparameters(ignore=list(self.unsaved_arguments))
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
-        self.latent_dim, self.latent_std, self.lr_d = latent_dim, latent_std, lr_d
-        self.loss_name, self.loss_fn = loss, get_loss(loss)
-        # a copy: each model owns its method's state (the previous field, a solver's warm start)
-        self.method = copy.deepcopy(method) if method is not None else GradientDescent()
-        if not isinstance(self.method, Method):
-            raise TypeError(f"method must be a gans.methods.Method (such as gans.methods.JacobianRegularization(100)), "
-                            f"got {type(self.method).__name__}")
-        self.method.validate(loss)
+        # the game holds the same networks; it is not a submodule (the state dict names them once)
+        object.__setattr__(self, "game", self.game_class(
+            generator, discriminator, latent_dim, loss=loss, method=method, penalty=penalty,
+            penalty_weight=penalty_weight, penalty_every=penalty_every, latent_std=latent_std,
+            discriminator_pass=discriminator_pass))
+        self.lr_d = lr_d
         if update not in ("simultaneous", "alternating") or order not in ("g_first", "d_first"):
             raise ValueError(f"update must be 'simultaneous' or 'alternating' and order 'g_first' or 'd_first', "
                              f"got update={update!r}, order={order!r}")
         if n_d < 1:
             raise ValueError(f"n_d must be >= 1, got {n_d}")
         self.update, self.order, self.n_d = update, order, n_d
-        if penalty not in penalties.PENALTIES or penalty_every < 1 or penalty_weight < 0:
-            raise ValueError(f"penalty must be one of {', '.join(penalties.PENALTIES)}, penalty_every >= 1 and "
-                             f"penalty_weight >= 0; got penalty={penalty!r}, penalty_every={penalty_every}, "
-                             f"penalty_weight={penalty_weight}")
-        self.penalty, self.penalty_weight, self.penalty_every = penalty, penalty_weight, penalty_every
-        if penalty == "none" and penalty_every != 1:
-            warnings.warn(f"penalty_every={penalty_every} has no effect without a gradient penalty (penalty='none'); "
-                          f"add --model.penalty r1, r2 or wgan_gp, or drop it")
         self.optimizer_factory = optimizer
         self.on_nonfinite, self.divergence = on_nonfinite, DivergenceGuard(on_nonfinite)
         if ema_half_life is not None and ema_half_life <= 0:
@@ -245,11 +180,6 @@ class TwoPlayerGAN(pl.LightningModule):
         self._images_per_iteration = 0
         self.flat_buffers, self._flat = flat_buffers, None
         self.compile_step, self._compiled = compile_step, None
-        if discriminator_pass not in ("separate", "joint"):
-            raise ValueError(f"discriminator_pass must be 'separate' or 'joint', got {discriminator_pass!r}")
-        # joint only once D has passed the check (on the dry batch, or on the first batch without a trainer)
-        self.discriminator_pass, self._joint_d = discriminator_pass, None if discriminator_pass == "joint" else False
-        self._players: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
         self._training_rng: torch.Generator | None = None
         self._learning_rates: tuple[float, float] | None = None
         self._global_rngs: dict | None = None  # the global generators a checkpoint holds, restored when fitting starts
@@ -257,6 +187,8 @@ class TwoPlayerGAN(pl.LightningModule):
 
     #: the parameters are stacked games along a leading member axis (``gans.sweep.SweepGAN``)
     stacked: bool = False
+    #: the game the model composes (a model whose D has another output overrides it)
+    game_class: type[TwoPlayerGame] = TwoPlayerGame
     #: constructor arguments left out of the hyperparameters
     unsaved_arguments: tuple[str, ...] = OBJECT_ARGUMENTS
 
@@ -266,30 +198,29 @@ class TwoPlayerGAN(pl.LightningModule):
         # a measurable share of a small network's iteration (docs/benchmarks.md). A string is none of those.
         if name == "_current_fx_name":
             object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+            return
+        super().__setattr__(name, value)
+        if name in ("generator", "discriminator") and "game" in self.__dict__:
+            setattr(self.game, name, value)  # a network put in place later is the game's player too
 
-    @property
-    def second_order(self) -> bool:
-        """Whether the method differentiates the field again (then xi keeps its graph)."""
-        return self.method.second_order
+    # -- the game's settings and players (stored once, in the game) -------------------------------
 
-    # -- parameters ----------------------------------------------------------------------------
+    method = property(lambda self: self.game.method)
+    loss_name = property(lambda self: self.game.loss_name)
+    loss_fn = property(lambda self: self.game.loss_fn)
+    latent_dim = property(lambda self: self.game.latent_dim)
+    latent_std = property(lambda self: self.game.latent_std)
+    penalty = property(lambda self: self.game.penalty)
+    penalty_weight = property(lambda self: self.game.penalty_weight)
+    penalty_every = property(lambda self: self.game.penalty_every)
+    discriminator_pass = property(lambda self: self.game.discriminator_pass)
+    second_order = property(lambda self: self.game.second_order)
+    params_g = property(lambda self: self.game.params_g, doc="Trainable generator parameters phi.")
+    params_d = property(lambda self: self.game.params_d, doc="Trainable discriminator parameters theta.")
 
-    @property
-    def params_g(self) -> list[nn.Parameter]:
-        """Trainable generator parameters phi, in ``generator.parameters()`` order."""
-        return self._players[0] if self._players else [p for p in self.generator.parameters() if p.requires_grad]
-
-    @property
-    def params_d(self) -> list[nn.Parameter]:
-        """Trainable discriminator parameters theta, in ``discriminator.parameters()`` order."""
-        return self._players[1] if self._players else [p for p in self.discriminator.parameters() if p.requires_grad]
-
-    def player_parameter_names(self) -> list[str]:
+    def parameter_names(self) -> list[str]:
         """The names in this module of ``params_g`` then ``params_d`` (for ``functional_call``)."""
-        return [f"{prefix}.{name}" for prefix, net in (("generator", self.generator), ("discriminator", self.discriminator))
-                for name, p in net.named_parameters() if p.requires_grad]
+        return self.game.parameter_names()
 
     def learning_rates(self) -> tuple[float, float]:
         """(generator's, discriminator's) learning rate: the optimizer's while fitting, else those the
@@ -304,9 +235,7 @@ class TwoPlayerGAN(pl.LightningModule):
         return self._learning_rates
 
     def on_fit_start(self) -> None:
-        # The players are fixed while fitting (the optimizer holds them); walking the module tree
-        # for them dozens of times per iteration is a measurable share of a small model's step.
-        self._players = (self.params_g, self.params_d)
+        self.game.hold_players(True)  # the players are fixed while fitting (the optimizer holds them)
         self.method.to(self.device)  # a resumed method's state was read on the CPU
         seed = self.run_seed()
         self.restore_global_generators(seed)
@@ -317,7 +246,7 @@ class TwoPlayerGAN(pl.LightningModule):
     def restore_global_generators(self, seed: int) -> None:
         """Each process's global generators (the randomness inside the networks: dropout, noise
         inputs) as the checkpoint left them, or, in a new run, of a stream of its own per process
-        (``gans.streams.seed_for_rank``)."""
+        (``runtime.streams.seed_for_rank``)."""
         rank, world = rank_and_world()
         state, self._global_rngs = self._global_rngs, None
         if state is not None and restore_global_states(state, rank, world):
@@ -331,17 +260,15 @@ class TwoPlayerGAN(pl.LightningModule):
             seed_for_rank(seed, rank)
 
     def on_fit_end(self) -> None:
-        self._players = self._compiled = None
+        self.game.hold_players(False)
+        self._compiled = None
 
     # -- randomness ----------------------------------------------------------------------------
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n latent codes z ~ N(0, latent_std^2 I), drawn on the CPU from ``generator`` (torch's
         global one by default), on the model's device."""
-        ref = next(iter(self.params_g), None) if self._players else next(self.generator.parameters(), None)
-        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-        z = torch.randn(n, self.latent_dim, generator=generator, dtype=dtype, device="cpu")
-        return to_device(self.latent_std * z, self.device)
+        return to_device(self.game.sample_latent(n, generator, device=torch.device("cpu")), self.device)
 
     def run_seed(self) -> int:
         """The seed of this run: ``seed_everything``'s (Lightning records it in ``PL_GLOBAL_SEED``,
@@ -367,35 +294,38 @@ class TwoPlayerGAN(pl.LightningModule):
         rank, world = rank_and_world()
         return draw(n * world, stream or self.training_rng)[rank * n:(rank + 1) * n]
 
+    def training_draws(self, training: bool) -> Training | None:
+        """What a training step's losses take (``game.twoplayer.Training``): the iteration and this
+        process's shard of the training stream (``draw_shard``); None outside a training step
+        (``losses`` and ``update_direction`` have no side effects and give the same field every time)."""
+        return Training(self.global_step, self.draw_shard) if training else None
+
     def draw(self, n: int, draw: Callable[[int, torch.Generator], Tensor], training: bool) -> Tensor:
-        """n rows of a draw inside the losses: this process's shard of the training stream in a
-        training step (``draw_shard``), from a fixed generator otherwise (``losses`` and
-        ``update_direction`` have no side effects and give the same field every time)."""
-        return self.draw_shard(n, draw) if training else draw(n, torch.Generator().manual_seed(0))
+        """n rows of a draw inside the losses (``TwoPlayerGame.draw`` of ``training_draws``)."""
+        return self.game.draw(n, draw, self.training_draws(training))
 
     def latent_shard(self, n: int) -> Tensor:
         """This process's n latent codes of the iteration (``draw_shard``)."""
         return self.draw_shard(n, self.sample_latent)
 
     @staticmethod
-    def reduce() -> game.Reduce:
+    def reduce() -> algebra.Reduce:
         """How to average a list of tensors over processes: identity on one process."""
-        return mean_across_processes if rank_and_world()[1] > 1 else game.no_reduce
+        return mean_across_processes if rank_and_world()[1] > 1 else algebra.no_reduce
 
     # -- the game ------------------------------------------------------------------------------
 
     def unpack(self, batch):
         """A training batch as the losses take it: the real samples (in the players' dtype)."""
-        real = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return real.to(dtype=self.params_d[0].dtype if self.params_d else real.dtype)
+        return self.game.unpack(batch)
 
     def training_latent(self, batch) -> Tensor:
         """The latent codes of a training step on ``batch`` (this process's shard)."""
         return self.latent_shard(batch.shape[0])
 
     def discriminator_logits(self, x: Tensor) -> Tensor:
-        """D's logits as a vector (B,)."""
-        return self.discriminator(x).reshape(-1)
+        """D's logits as a vector (B,) (the game's)."""
+        return self.game.discriminator_logits(x)
 
     def forward(self, batch, z: Tensor, players: Players = "gd", training: bool = False
                 ) -> tuple[Tensor | None, Tensor | None]:
@@ -405,56 +335,27 @@ class TwoPlayerGAN(pl.LightningModule):
 
     def player_losses(self, real: Tensor, z: Tensor, players: Players = "gd", training: bool = False
                       ) -> tuple[Tensor | None, Tensor | None]:
-        """Both losses from the discriminator's logits on the real and the generated batch."""
-        penalty = self.penalty_now(training)
-        if penalty == "r1":
-            real = real.detach().requires_grad_(True)
-        fake = self.generator(z)
-        if self._joint_d is None:
-            self.resolve_discriminator_pass(fake.detach())
-        if self._joint_d:
-            logits = self.discriminator_logits(torch.cat([real, fake]))
-            logits_real, logits_fake = logits[:real.shape[0]], logits[real.shape[0]:]
-        else:
-            logits_real, logits_fake = self.discriminator_logits(real), self.discriminator_logits(fake)
-        loss_g, loss_d = self.loss_fn(logits_real, logits_fake)
-        if penalty != "none" and "d" in players:
-            loss_d = loss_d + self.penalty_factor(training) * self.penalty_value(penalty, real, fake, logits_real,
-                                                                                 training)
-        return (loss_g if "g" in players else None), (loss_d if "d" in players else None)
+        """The game's losses (``TwoPlayerGame.forward``)."""
+        return self.game(real, z, players, self.training_draws(training))
 
     def penalty_now(self, training: bool) -> str:
-        """The penalty the losses of this call include: a lazy one only every ``penalty_every``
-        iterations of training."""
-        if self.penalty == "none" or (training and self.global_step % self.penalty_every):
-            return "none"
-        return self.penalty
+        """The penalty the losses of this call include (``TwoPlayerGame.penalty_now``)."""
+        return self.game.penalty_now(self.training_draws(training))
 
     def penalty_factor(self, training: bool) -> float:
-        """The penalty's weight in L_D, scaled by the lazy interval in training."""
-        return penalties.weight(self.penalty, self.penalty_weight) * (self.penalty_every if training else 1)
+        """The penalty's weight in L_D (``TwoPlayerGame.penalty_factor``)."""
+        return self.game.penalty_factor(self.training_draws(training))
 
     def penalty_value(self, penalty: str, real: Tensor, fake: Tensor, logits_real: Tensor | None,
                       training: bool) -> Tensor:
-        """The penalty's expectation (``gans.penalties``). R1 differentiates ``logits_real``, D's
-        logits on ``real``, with respect to ``real`` (when ``real`` requires grad; otherwise, as in a
-        call under ``torch.no_grad``, D is evaluated on it again)."""
-        with torch.enable_grad():  # an input gradient, whatever the caller's mode
-            if penalty == "r1":
-                if not (real.requires_grad and logits_real is not None and logits_real.grad_fn is not None):
-                    real = real.detach().requires_grad_(True)
-                    logits_real = self.discriminator_logits(real)
-                return penalties.squared_gradient_norm(logits_real, real)
-            if penalty == "r2":
-                x = fake.detach().requires_grad_(True)
-                return penalties.squared_gradient_norm(self.discriminator_logits(x), x)
-            a = self.draw(real.shape[0], lambda n, g: torch.rand(n, generator=g), training)
-            x = penalties.interpolates(real, fake, a)
-            return penalties.unit_gradient_gap(self.discriminator_logits(x), x)
+        """The penalty's expectation (``TwoPlayerGame.penalty_value``)."""
+        return self.game.penalty_value(penalty, real, fake, logits_real, self.training_draws(training))
 
-    def game(self, batch, z: Tensor, training: bool = False) -> BatchGame:
-        """The game on a batch: ``game(real, z).field(create_graph=True)`` is xi with its graph."""
-        return BatchGame(self, batch, z, training)
+    def on_batch(self, batch, z: Tensor, training: bool = False) -> GameOnBatch:
+        """The game on a batch, with this model's losses (``player_losses``) and learning rates:
+        ``on_batch(real, z).field(create_graph=True)`` is xi with its graph."""
+        return GameOnBatch(self, batch, z, loss=self.loss_name, learning_rates=self.learning_rates,
+                           members=self.stacked, training=training)
 
     def losses(self, batch, z: Tensor) -> tuple[Tensor, Tensor]:
         """(L_G, L_D) at the current parameters; buffers (e.g. BatchNorm statistics) are left as they were."""
@@ -466,38 +367,13 @@ class TwoPlayerGAN(pl.LightningModule):
         tensor per trainable parameter of G, then of D, in ``parameters()`` order. No side effects
         (buffers, the method's state and every random stream are left as they were)."""
         with preserved_buffers(self.generator, self.discriminator):
-            batch_game = self.game(self.unpack(batch), z)
+            batch_game = self.on_batch(self.unpack(batch), z)
             update = self.method.direction(batch_game, batch_game.field(create_graph=self.second_order))
         return update.g, update.d
 
     def resolve_discriminator_pass(self, samples: Tensor) -> bool:
-        """Whether D sees the real and generated batches as one batch: with ``joint``, after a check
-        on ``samples`` (a batch of at least two) that raises if D cannot take it."""
-        if self.discriminator_pass == "joint":
-            problem = self._joint_pass_problem(samples)
-            if problem is not None:
-                raise ValueError(f"discriminator_pass='joint' cannot be used with discriminator "
-                                 f"{type(self.discriminator).__name__}: {problem}. Pass --model.discriminator_pass "
-                                 f"separate.")
-        self._joint_d = self.discriminator_pass == "joint"
-        return self._joint_d
-
-    def _joint_pass_problem(self, samples: Tensor) -> str | None:
-        """Why D's logits on a concatenated batch could differ from its logits on the parts (None: they
-        do not, on ``samples`` split in two)."""
-        if any(True for _ in self.discriminator.buffers()):
-            return ("it has buffers (BatchNorm statistics, spectral-norm vectors), which one pass on the "
-                    "concatenated batch updates differently from two passes")
-        if samples.shape[0] < 2:
-            return "a batch of one sample cannot show whether its logits depend on the rest of the batch"
-        half = samples.shape[0] // 2
-        with torch.no_grad(), preserved_buffers(self.discriminator):
-            joint = self.discriminator_logits(samples)
-            parts = torch.cat([self.discriminator_logits(samples[:half]), self.discriminator_logits(samples[half:])])
-        if not torch.allclose(joint, parts, rtol=1e-4, atol=1e-5 * max(1.0, float(parts.abs().max()))):
-            return ("its logit for a sample depends on the other samples of the batch (BatchNorm, minibatch "
-                    "statistics, dropout)")
-        return None
+        """Whether D sees the real and generated batches as one (``TwoPlayerGame.resolve_discriminator_pass``)."""
+        return self.game.resolve_discriminator_pass(samples)
 
     # -- sampling ------------------------------------------------------------------------------
 
@@ -626,7 +502,7 @@ class TwoPlayerGAN(pl.LightningModule):
         rule = self.method.compiled_rule(self.params_g, self.params_d, self.learning_rates())
         flat_update = self._flat is not None
         fn = compiled.step_function(self.generator, self.discriminator, self.loss_fn, is_zero_sum(self.loss_name), rule,
-                                    flat_update, bool(self._joint_d))
+                                    flat_update, bool(self.game.joint))
         return compiled.CompiledStep(fn, compiled.CompiledStep.trainable(self.generator, self.discriminator),
                                      flat_update=flat_update, cpp_wrapper=self.device.type == "cpu",
                                      cuda_graphs=self.device.type == "cuda")
@@ -665,7 +541,7 @@ class TwoPlayerGAN(pl.LightningModule):
 
     def finite_or_stop(self, loss_g: Tensor | None, loss_d: Tensor | None, grads_g: Tensor | list[Tensor] | None,
                        grads_d: Tensor | list[Tensor] | None) -> bool:
-        """Whether the iteration may step (``gans.divergence``). The directions are flat vectors or
+        """Whether the iteration may step (``runtime.divergence``). The directions are flat vectors or
         lists of tensors. Every process reaches the same verdict (one tiny all-reduce), so none is
         left waiting. Where the verdict is read later (``verdict_later``) the step goes ahead and
         the previous iteration's verdict is read instead."""
@@ -710,7 +586,7 @@ class TwoPlayerGAN(pl.LightningModule):
     def full_precision(self):
         """A context of full float32 for the second-order methods: without autocast (under
         ``bf16-mixed`` their field and its Jacobian products are computed in float32: the backward
-        of a bfloat16 forward would stay bfloat16) and without TF32 on GPUs (``gans.precision``:
+        of a bfloat16 forward would stay bfloat16) and without TF32 on GPUs (``runtime.precision``:
         products with 1e-3 errors would keep a solver from its tolerance). First-order training
         keeps autocast and the process's TF32 setting."""
         if not self.second_order:
@@ -741,10 +617,10 @@ class TwoPlayerGAN(pl.LightningModule):
                 self._compiled = None
         if step is None:
             with self.full_precision():
-                batch_game = self.game(batch, z, training=True)
+                batch_game = self.on_batch(batch, z, training=True)
                 field = batch_game.field(create_graph=self.second_order)
                 update = self.method.direction(batch_game, field, reduce=self.reduce())
-            step = game.Step(field.loss_g, field.loss_d, field.xi_g, field.xi_d, update.g, update.d, update.stats)
+            step = algebra.Step(field.loss_g, field.loss_d, field.xi_g, field.xi_d, update.g, update.d, update.stats)
         if self.apply_update(self.optimizers(), step.loss_g, step.loss_d, step.u_g, step.u_d) and update is not None:
             self.method.commit(update)
         if self._should_log():
@@ -759,7 +635,7 @@ class TwoPlayerGAN(pl.LightningModule):
         opt, reduce, last = self.optimizers(), self.reduce(), {}
         for k, player in enumerate(players):
             with self.full_precision():
-                batch_game = self.game(batch, self.training_latent(batch), training=True)
+                batch_game = self.on_batch(batch, self.training_latent(batch), training=True)
                 field = batch_game.field(create_graph=self.second_order, players=player if self.method.separable else "gd")
                 update = self.method.direction(batch_game, field, reduce=reduce)
             u_g, u_d = (update.g, None) if player == "g" else (None, update.d)
@@ -783,6 +659,8 @@ class TwoPlayerGAN(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         recorded = checkpoint.get("method")
+        if recorded is not None:
+            recorded = current_path(recorded)  # an earlier version's gans.methods.X is game.methods.X
         if recorded is not None and recorded != method_class(self.method):
             # the method is an object, not a hyperparameter: a model built in Python and loaded with
             # load_from_checkpoint(path, generator=..., discriminator=...) would train on as another
@@ -811,9 +689,9 @@ class TwoPlayerGAN(pl.LightningModule):
         metrics = {name: loss for name, loss in (("loss/generator", loss_g), ("loss/discriminator", loss_d))
                    if loss is not None}
         if xi_g is not None:
-            metrics["grad_norm/generator"] = game.norm(game.detach(xi_g))
+            metrics["grad_norm/generator"] = algebra.norm(algebra.detach(xi_g))
         if xi_d is not None:
-            metrics["grad_norm/discriminator"] = game.norm(game.detach(xi_d))
+            metrics["grad_norm/discriminator"] = algebra.norm(algebra.detach(xi_d))
         metrics.update(stats)
         metrics.update(self.step_metrics())
         self.log_dict(on_device(metrics, self.device), on_step=True, on_epoch=False, sync_dist=rank_and_world()[1] > 1)

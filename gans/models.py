@@ -1,7 +1,7 @@
 """The models of each method by name: ``gans.MODELS[name](generator=..., discriminator=...,
 latent_dim=..., **hyperparameters)``.
 
-A model is ``TwoPlayerGAN`` with a method (``gans.methods``). The four methods the project started
+A model is ``TwoPlayerGAN`` with a method (``game.methods``). The four methods the project started
 with keep a class of their own (``gans.JARE(..., gamma=100)``; checkpoints name them as
 ``class_path: gans.JARE``); every other method's entry builds ``TwoPlayerGAN(method=...)`` from the
 method's hyperparameters, so adding a method is its component and its config.
@@ -11,8 +11,9 @@ from __future__ import annotations
 import inspect
 from typing import Callable, Literal
 
+from game.methods import METHODS, ConsensusOptimization, JacobianRegularization, Method, SymplecticGradientAdjustment
 from gans.base import TwoPlayerGAN
-from gans.methods import METHODS, ConsensusOptimization, JacobianRegularization, Method, SymplecticGradientAdjustment
+from gans.semistylegan import SemiStyleGAN
 
 
 class Vanilla(TwoPlayerGAN):
@@ -84,3 +85,5 @@ def model_of(method: type[Method]) -> Callable[..., TwoPlayerGAN]:
 SHORTCUTS = {"vanilla": Vanilla, "conopt": ConOpt, "jare": JARE, "sga": SGA}
 MODELS: dict[str, Callable[..., TwoPlayerGAN]] = {name: SHORTCUTS.get(name) or model_of(cls)
                                                   for name, cls in METHODS.items()}
+# the fine-grained editing variant is configs/models/semistylegan_fine.yaml
+MODELS.update(semistylegan=SemiStyleGAN, semistylegan_fine=SemiStyleGAN)

@@ -2,7 +2,7 @@
 learned from a few labelled images, with an encoder (heads on the discriminator) that reads the
 factors off real images.
 
-The player losses, with the terms of ``gans.semi_losses`` (see the README for which parts are
+The player losses, with the terms of ``game.semi_losses`` (see the README for which parts are
 verified against the authors' code and which are switches)::
 
     L_G = softplus(-D(G(c, z))) + unsup_weight_g * ||E(G(c, z)) - c||
@@ -13,7 +13,7 @@ verified against the authors' code and which are switches)::
           + smooth_weight * ||E(Mix(x1, x2)) - Mix(c1, c2)||                 (smoothness="images")
 
 Updates are those of every model: alternating (D then G, the authors' schedule: the default) or
-simultaneous, along any method's direction (``gans.methods``: plain gradients by default, or
+simultaneous, along any method's direction (``game.methods``: plain gradients by default, or
 JARE, ConOpt, extragradient, ...), with the shared gradient penalty (R1, lazy, by default).
 The Semi-StyleGAN-fine variant is the same model with a generator built with ``input_resolution``:
 its latent carries the downsampled real image (``StyleGANGenerator``).
@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from game.methods import Method, Players
+from game.semi_losses import code_error, mix, supervised_error
+from game.twoplayer import TwoPlayerGame
 from gans.base import DRY_BATCH, TwoPlayerGAN
-from gans.methods import Method, Players
-from gans.semi_losses import code_error, mix, supervised_error
 
 
 class FactorBatch(NamedTuple):
@@ -39,6 +40,14 @@ class FactorBatch(NamedTuple):
     labelled: Tensor | None = None
     labelled_images: Tensor | None = None
     labelled_codes: Tensor | None = None
+
+
+class EncodingGame(TwoPlayerGame):
+    """The game of a discriminator that also encodes: D(x) -> (logits, codes); its logits are the
+    first output (the gradient penalties differentiate them)."""
+
+    def discriminator_logits(self, x: Tensor) -> Tensor:
+        return self.discriminator(x)[0].reshape(-1)
 
 
 class SemiStyleGAN(TwoPlayerGAN):
@@ -71,6 +80,8 @@ class SemiStyleGAN(TwoPlayerGAN):
         loss: the non-saturating logistic loss (the only one this model uses).
     Other arguments (``optimizer``, ``lr_d``, ``ema_half_life``, ...) as ``TwoPlayerGAN``.
     """
+
+    game_class = EncodingGame
 
     def __init__(
         self,
@@ -213,9 +224,6 @@ class SemiStyleGAN(TwoPlayerGAN):
         pick = lambda codes: codes[:, self.factor_indices].to(images.dtype)  # noqa: E731
         extra = (batch[3].to(images.dtype), pick(batch[4])) if len(batch) >= 5 else (None, None)
         return FactorBatch(images, pick(batch[1]), batch[2].bool(), *extra)
-
-    def discriminator_logits(self, x: Tensor) -> Tensor:
-        return self.discriminator(x)[0].reshape(-1)
 
     def mix_weights(self, n: int, training: bool) -> Tensor:
         """n weights in [0, 1] for the smoothness term's mixes (``TwoPlayerGAN.draw``)."""

@@ -10,7 +10,7 @@ The members' networks become ``StackedNetworks`` (parameters along a leading mem
 vmapped forward), and everything else is ``TwoPlayerGAN``'s: the method's direction, the update
 schedule, the optimizer, checkpoints. The members share no parameter, so autograd on the sum of
 their losses gives each member's own field and every Jacobian product separates by member; what
-does not separate is taken per member (``Game.members``): inner products and norms (SGA's
+does not separate is taken per member (``BatchGame.members``): inner products and norms (SGA's
 alignment, logged norms), CGD's conjugate gradient, the divergence guard. A hyperparameter that
 differs between members (gamma, lam, eta, the learning rate) is a vector with one value per member.
 
@@ -30,16 +30,16 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from torch.func import vmap
 
-from gans import compiled, game
+from game import algebra, compiled
+from game.algebra import per_member
+from game.losses import is_zero_sum
+from game.methods import Method
+from game.stacked import StackedNetworks
 from gans.base import OBJECT_ARGUMENTS, TRAINING_STREAM, TwoPlayerGAN, check_learning_rates, on_device
-from gans.distributed import mean_across_processes, rank_and_world
-from gans.divergence import SKIP_WINDOW, DivergenceGuard, NonFiniteError
-from gans.flat import ELEMENTWISE
-from gans.game import per_member
-from gans.losses import is_zero_sum
-from gans.methods import Method
-from gans.stacked import StackedNetworks
-from gans.streams import seeded
+from runtime.distributed import mean_across_processes, rank_and_world
+from runtime.divergence import SKIP_WINDOW, DivergenceGuard, NonFiniteError
+from runtime.flat import ELEMENTWISE
+from runtime.streams import seeded
 
 
 def stacked_method(methods: Sequence[Method]) -> tuple[Method, list[str]]:
@@ -238,9 +238,9 @@ class SweepGAN(TwoPlayerGAN):
         each member's D sees its real and generated batches as one, as its single run's does."""
         fake = self.generator(z)
         reals = real if self.own_data else real.expand(self.count, *real.shape)
-        if self._joint_d is None:
+        if self.game.joint is None:
             self.check_networks()
-        if self._joint_d:
+        if self.game.joint:
             logits = self.discriminator(torch.cat([reals, fake], dim=1)).reshape(self.count, -1)
             logits_real, logits_fake = logits[:, :reals.shape[1]], logits[:, reals.shape[1]:]
         else:
@@ -256,10 +256,10 @@ class SweepGAN(TwoPlayerGAN):
         """Member 0's single-run checks (its networks' contract, and whether its D can take the
         joint pass): the members share their networks' classes and settings."""
         self._template.check_networks(sample_shape)
-        self._joint_d = bool(self._template._joint_d)
+        self.game.joint = bool(self._template.game.joint)
 
     def build_compiled_step(self) -> compiled.CompiledStep:
-        """The members' step vmapped and compiled (``gans.compiled.stacked_step_function``): each
+        """The members' step vmapped and compiled (``game.compiled.stacked_step_function``): each
         member's rule gets its own swept hyperparameters and learning rates."""
         self.check_compiled_step()
         rates, template = self.learning_rates(), self._template
@@ -277,7 +277,7 @@ class SweepGAN(TwoPlayerGAN):
                                         (values["lr_g"], values["lr_d"]) if lr_swept else rates)
 
         fn = compiled.stacked_step_function(self.generator.template, self.discriminator.template, self.loss_fn,
-                                            is_zero_sum(self.loss_name), rule_of, self.own_data, bool(self._joint_d))
+                                            is_zero_sum(self.loss_name), rule_of, self.own_data, bool(self.game.joint))
         params = [{n: p.detach() for n, p in net.stacked_parameters().items()} for net in (self.generator, self.discriminator)]
         return compiled.CompiledStep(fn, params, flat_update=False, cpp_wrapper=self.device.type == "cpu", extra=(hyper,),
                                      cuda_graphs=self.device.type == "cuda")
@@ -297,7 +297,7 @@ class SweepGAN(TwoPlayerGAN):
         group of its own with its member's rates."""
         self._flat, buffers = None, []
         for params in (self.params_g, self.params_d):
-            buffer = game.flatten_members([p.detach() for p in params])
+            buffer = algebra.flatten_members([p.detach() for p in params])
             offset = 0
             for p in params:
                 size = p[0].numel()
@@ -334,7 +334,7 @@ class SweepGAN(TwoPlayerGAN):
             losses = {f"loss/{name}": loss.detach() for name, loss in (("generator", loss_g), ("discriminator", loss_d))
                       if loss is not None and loss.ndim == 1}
         self._logged_losses.update(losses)
-        directions = [None if g is None else game.flatten_members(g) for g in (grads_g, grads_d)]
+        directions = [None if g is None else algebra.flatten_members(g) for g in (grads_g, grads_d)]
         checks = [*losses.values(), *(d.sum(dim=1) for d in directions if d is not None)]
         bad = ~torch.isfinite(torch.stack(checks)).all(dim=0)
         if rank_and_world()[1] > 1:  # the losses are each process's own: every process freezes the same members
@@ -397,8 +397,8 @@ class SweepGAN(TwoPlayerGAN):
         """The mean over living members of each member's losses, gradient norms and method statistics,
         and the number of members that diverged."""
         alive = self.alive
-        per = {"grad_norm/generator": game.norm(game.detach(xi_g), True) if xi_g is not None else None,
-               "grad_norm/discriminator": game.norm(game.detach(xi_d), True) if xi_d is not None else None}
+        per = {"grad_norm/generator": algebra.norm(algebra.detach(xi_g), True) if xi_g is not None else None,
+               "grad_norm/discriminator": algebra.norm(algebra.detach(xi_d), True) if xi_d is not None else None}
         metrics = {k: v for k, v in {**self._logged_losses, **per}.items() if v is not None}
         metrics.update({k: v for k, v in stats.items() if v.ndim == 1 and v.shape[0] == self.count})
         scalars = {k: v.detach().float() for k, v in stats.items() if k not in metrics}

@@ -2,4 +2,4 @@
 them: coverage of mixtures (``mixture``), disentanglement (``disentanglement``), the feature
 extractors of the Frechet distance (``features``, ``fid``), the independent evaluator encoder
 (``evaluator``) and the cache they share (``cache``). The spectrum of the game's Jacobian lives
-next to the game algebra (``gans.spectrum``)."""
+next to the game algebra (``spectra.spectrum``)."""

@@ -8,8 +8,8 @@ from typing import Callable
 
 import torch
 
-from gans.checkpoint import atomic_save
-from gans.distributed import from_rank0
+from runtime.checkpoint import atomic_save
+from runtime.distributed import from_rank0
 
 
 def cache_root() -> Path:
@@ -18,9 +18,9 @@ def cache_root() -> Path:
 
 
 def cached(path: Path, compute: Callable[[], dict]) -> dict:
-    """The dict at ``path``, or ``compute()`` saved there atomically (``gans.checkpoint.atomic_save``)
+    """The dict at ``path``, or ``compute()`` saved there atomically (``runtime.checkpoint.atomic_save``)
     when the file is missing. Rank 0 alone reads or computes it (a network is trained once) and every
-    process receives its value (``gans.distributed.from_rank0``): the other processes need not see
+    process receives its value (``runtime.distributed.from_rank0``): the other processes need not see
     the file (a cache on a node-local disk), and if rank 0 fails they fail with it instead of waiting."""
     def load_or_compute() -> dict:
         if path.is_file():

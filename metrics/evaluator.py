@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from gans import interrupt
-from gans.streams import cpu_seeded
 from metrics.cache import cached
+from runtime import interrupt
+from runtime.streams import cpu_seeded
 
 
 class FactorEncoder(nn.Module):
@@ -45,7 +45,7 @@ def train_evaluator(dataset: Dataset, indices, factors: list[int], channels: int
                     device: torch.device | str = "cpu") -> tuple[FactorEncoder, float]:
     """Fit a ``FactorEncoder`` to the codes of ``dataset[indices]`` (items (image, codes, ...)) on
     ``device``; returns it on the CPU in eval mode and its mean ||E*(x) - c||_2 on ``held_out``
-    items it never saw. An interrupt (``gans.interrupt``) stops it between steps."""
+    items it never saw. An interrupt (``runtime.interrupt``) stops it between steps."""
     gen = torch.Generator().manual_seed(seed)
     indices = torch.as_tensor(indices)[torch.randperm(len(indices), generator=gen)]
     held_out = min(held_out, len(indices) // 5)

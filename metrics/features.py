@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from gans import interrupt
-from gans.streams import cpu_seeded
+from runtime import interrupt
+from runtime.streams import cpu_seeded
 
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
@@ -129,7 +129,7 @@ def train_classifier(dataset: Dataset, channels: int, num_classes: int, *, steps
                      device: torch.device | str = "cpu") -> tuple[ClassifierFeatures, float]:
     """Fit a ``ClassifierFeatures`` on (image, label) items on ``device`` (a GPU's answer differs from
     a CPU's in the last digits); returns it on the CPU in eval mode with its accuracy on a held-out
-    tenth of the data. An interrupt (``gans.interrupt``) stops it between steps."""
+    tenth of the data. An interrupt (``runtime.interrupt``) stops it between steps."""
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(dataset), generator=gen).tolist()
     held_out, train = order[:len(order) // 10], order[len(order) // 10:]

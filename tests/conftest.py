@@ -18,7 +18,7 @@ def _no_seed_from_an_earlier_test(monkeypatch):
 
 @pytest.fixture(autouse=True, scope="session")
 def _fixed_threads():
-    """train.py chooses its threads by how busy the machine is (gans.threads); runs that a test
+    """train.py chooses its threads by how busy the machine is (runtime.threads); runs that a test
     compares bit for bit must not round differently because another process was busy."""
     import os
 

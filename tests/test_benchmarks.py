@@ -12,8 +12,8 @@ from benchmarks.eager_baseline import EagerGame
 from datamodules import MixtureOfGaussians
 from gans import JARE, SGA, ConOpt, Vanilla
 from gans.base import TRAINING_STREAM
-from gans.optim import RMSpropTF
-from gans.streams import seeded
+from runtime.optim import RMSpropTF
+from runtime.streams import seeded
 from tests.helpers import mlp_gan, quiet_trainer
 
 

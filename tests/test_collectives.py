@@ -19,14 +19,14 @@ from torch import nn
 
 from callbacks.fid import FID
 from commands.layers import CONFIGS
+from game.methods import CompetitiveGradient, SymplecticGradientAdjustment
 from gans import JARE, TwoPlayerGAN, Vanilla
-from gans import spectrum as spectrum_module
-from gans.checkpoint import atomic_save
-from gans.distributed import mean_across_processes
-from gans.methods import CompetitiveGradient, SymplecticGradientAdjustment
-from gans.spectrum import compute_spectrum
-from gans.streams import global_states, restore_global_states, seed_for_rank
 from metrics.cache import cached
+from runtime.checkpoint import atomic_save
+from runtime.distributed import mean_across_processes
+from runtime.streams import global_states, restore_global_states, seed_for_rank
+from spectra import spectrum as spectrum_module
+from spectra.spectrum import compute_spectrum
 from tests.helpers import flat, mlp_gan
 
 WORLD = 2
@@ -94,12 +94,12 @@ def _scenarios(rank: int, tmp: Path) -> dict:
     for loss, name in (("zero_sum", "cg"), ("ns", "gmres")):
         cgd = mlp_gan(TwoPlayerGAN, loss=loss, method=CompetitiveGradient(0.5, tol=1e-2 if rank == 0 else 1e-13,
                                                                           max_iter=60))
-        game = cgd.game(real, z)
+        game = cgd.on_batch(real, z)
         update = cgd.method.direction(game, game.field(create_graph=True), reduce=mean_across_processes)
         out[name] = (float(update.stats["cgd/iterations"]), flat(update.g + update.d))
     # SGA's sign: rank 1's offset makes its own rule choose the other sign.
     sga = mlp_gan(TwoPlayerGAN, method=SymplecticGradientAdjustment(1.0, eps=0.1 if rank == 0 else -1e30))
-    game = sga.game(real, z)
+    game = sga.on_batch(real, z)
     out["sga"] = float(sga.method.direction(game, game.field(create_graph=True), reduce=mean_across_processes)
                        .stats["sga/lambda"])
 

@@ -1,4 +1,4 @@
-"""gans.compiled: the torch.func form of every method's direction equals gans.game's (float64), and
+"""game.compiled: the torch.func form of every method's direction equals game.algebra's (float64), and
 ``compile_step`` trains like the eager path, refuses what it cannot do and falls back when the
 compiler fails."""
 from __future__ import annotations
@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from datamodules import MixtureOfGaussians
-from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla, compiled
-from gans.losses import is_zero_sum
-from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
+from game import compiled
+from game.losses import is_zero_sum
+from game.methods import CompetitiveGradient, Extragradient, OptimisticGradient
+from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla
 from gans.networks import MLPDiscriminator, MLPGenerator
 from tests.helpers import flat, mlp_gan, quiet_trainer
 
@@ -42,7 +43,7 @@ def test_every_direction_equals_the_game_algebra(cls, kw, loss, discriminator_pa
     torch.testing.assert_close(flat([*u_g.values(), *u_d.values()]), flat(g + d), rtol=1e-10, atol=1e-12)
     ref_g, ref_d = model.losses(real, z)
     assert torch.allclose(loss_g, ref_g) and torch.allclose(loss_d, ref_d)
-    batch_game = model.game(real, z)
+    batch_game = model.on_batch(real, z)
     field = batch_game.field(create_graph=model.second_order)
     torch.testing.assert_close(flat([*xi_g.values(), *xi_d.values()]), flat(field.xi_g + field.xi_d).detach())
     update = model.method.direction(batch_game, field)
@@ -81,7 +82,7 @@ def test_the_cuda_graph_form_of_the_step_computes_the_same(batch64):
     """On a GPU the compiled step is compiled with CUDA graphs (``reduce-overhead``), its parameters
     marked static and its outputs copied out of the graph's memory. On a CPU torch.compile runs that
     mode without graphs: the direction of the game algebra (float64), its outputs copies."""
-    from gans.compiled import CompiledStep, step_function
+    from game.compiled import CompiledStep, step_function
 
     model = train(False, steps=1, gamma=10.0).double()
     real = batch64[0]

@@ -12,9 +12,10 @@ import torch.multiprocessing as mp
 
 from commands.layers import CONFIGS
 from datamodules import MixtureOfGaussians
-from gans import JARE, SGA, ConOpt, GameDDPStrategy, TwoPlayerGAN, Vanilla, game
-from gans.distributed import mean_across_processes
-from gans.methods import CompetitiveGradient, Extragradient, JacobianRegularization, OptimisticGradient
+from game import algebra
+from game.methods import CompetitiveGradient, Extragradient, JacobianRegularization, OptimisticGradient
+from gans import JARE, SGA, ConOpt, GameDDPStrategy, TwoPlayerGAN, Vanilla
+from runtime.distributed import mean_across_processes
 from tests.helpers import mlp_gan, quiet_trainer, two_processes_equal_one
 
 STEPS, BATCH = 4, 16
@@ -24,11 +25,11 @@ EXPECTED_SUMMARY: dict[str, str] = {}
 class NaiveJacobianRegularization(JacobianRegularization):
     """What DDP-style averaging gives: each process's own direction, averaged afterwards."""
 
-    def direction(self, game_, field, *, reduce=game.no_reduce, differentiable=False):
+    def direction(self, game_, field, *, reduce=algebra.no_reduce, differentiable=False):
         local = super().direction(game_, field)
-        if reduce is not game.no_reduce:
+        if reduce is not algebra.no_reduce:
             g = mean_across_processes(local.g + local.d)
-            return game.Update(g[:len(local.g)], g[len(local.g):], local.stats)
+            return algebra.Update(g[:len(local.g)], g[len(local.g):], local.stats)
         return local
 
 

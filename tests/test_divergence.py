@@ -1,11 +1,11 @@
-"""The divergence guard (gans/divergence.py): which iterations count as non-finite, and what stop
+"""The divergence guard (runtime/divergence.py): which iterations count as non-finite, and what stop
 and skip do with them."""
 import math
 
 import pytest
 import torch
 
-from gans.divergence import SKIP_WINDOW, DivergenceGuard, NonFiniteError, nonfinite
+from runtime.divergence import SKIP_WINDOW, DivergenceGuard, NonFiniteError, nonfinite
 
 FINE = torch.tensor(1.0)
 

@@ -1,9 +1,9 @@
-"""gans/eigensolver.py: Krylov-Schur for both ends of a spectrum, against dense eigenvalues."""
+"""spectra/eigensolver.py: Krylov-Schur for both ends of a spectrum, against dense eigenvalues."""
 import numpy as np
 import pytest
 import torch
 
-from gans.eigensolver import basis_size, both_ends
+from spectra.eigensolver import basis_size, both_ends
 
 
 def operator_with(eigenvalues: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -132,7 +132,7 @@ def test_the_restart_vector_warm_starts_a_nearby_search():
 def test_a_restart_that_would_cut_a_conjugate_pair_keeps_one_vector_fewer():
     """Every Ritz value but one ties on the circle |lambda| = 2, so the restart selects more than the
     m - 2 vectors it may keep; the cut at m - 2 falls inside a 2 x 2 block, and one fewer is kept."""
-    from gans.eigensolver import _sorted_schur
+    from spectra.eigensolver import _sorted_schur
 
     pairs = 2.0 * np.exp(1j * np.array([0.5, 1.0, 1.5, 2.0]))
     theta = np.concatenate([[2.0], pairs, pairs.conj(), [0.1]]).astype(complex)

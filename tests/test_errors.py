@@ -12,7 +12,7 @@ import torch
 from callbacks.figures import curves_figure
 from commands import errors, layers, train
 from datamodules import ImageFolder
-from gans.threads import usable_cores
+from runtime.threads import usable_cores
 from tests.helpers import tiny_dcgan_config
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -156,7 +156,7 @@ def test_the_sample_command_names_bad_counts_and_says_where_it_writes(tmp_path, 
 def test_the_spectrum_splits_any_batch_over_the_processes():
     """--trainer.devices 3 with a spectrum batch of 64: each process takes 21 samples (63 in all)
     instead of stopping three processes with an error."""
-    from gans.spectrum import SpectrumSettings
+    from spectra.spectrum import SpectrumSettings
 
     class Model:
         device = "cpu"
@@ -247,7 +247,7 @@ def test_help_shows_the_models_options_and_the_sweeps(capsys):
         train.main(["--model", "cgd", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--sweep.seeds N, --sweep.NAME [v1,v2,...]" in out
-    assert "--model cgd trains gans.TwoPlayerGAN with the method gans.methods.CompetitiveGradient" in out
+    assert "--model cgd trains gans.TwoPlayerGAN with the method game.methods.CompetitiveGradient" in out
     assert "the method's options (--model.method.init_args.NAME VALUE): eta, solver, tol, max_iter, warm_start" in out
     with pytest.raises(SystemExit) as info:
         train.main(["--model.help", "jare"])

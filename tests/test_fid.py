@@ -18,9 +18,9 @@ from torch.utils.data import TensorDataset
 
 from callbacks.fid import FID
 from gans import Vanilla
-from gans.distributed import block
 from gans.networks import MLPDiscriminator
 from metrics.features import INCEPTION_FILE, InceptionFeatures, to_uint8
+from runtime.distributed import block
 
 DIM, LATENT = 6, 4
 

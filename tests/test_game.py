@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gans import JARE, SGA, ConOpt, Vanilla, game
-from gans.methods import SymplecticGradientAdjustment
+from game import algebra
+from game.methods import SymplecticGradientAdjustment
+from gans import JARE, SGA, ConOpt, Vanilla
 from tests.helpers import flat, mlp_gan, update_jacobian
 
 
@@ -16,7 +17,7 @@ def explicit_jacobian(module, real, z):
     loss_g, loss_d = module(real, z)
     xi = flat(torch.autograd.grad(loss_g, module.params_g, create_graph=True)
               + torch.autograd.grad(loss_d, module.params_d, create_graph=True))
-    rows = [flat(game.grad(xi[i], params)) for i in range(len(xi))]
+    rows = [flat(algebra.grad(xi[i], params)) for i in range(len(xi))]
     return xi.detach(), torch.stack(rows)
 
 
@@ -29,10 +30,10 @@ def direction(module, real, z):
 def test_the_one_pass_zero_sum_field_is_each_players_gradient(create_graph, batch64):
     m = mlp_gan(Vanilla, loss="zero_sum")
     loss_g, loss_d = m(*batch64)
-    xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=create_graph, zero_sum=True)
-    assert torch.equal(flat(xi_g), flat(game.grad(loss_g, m.params_g)))
-    assert torch.equal(flat(xi_d), flat(game.grad(loss_d, m.params_d)))
-    none_g, only_d = game.vector_field(loss_g, loss_d, [], m.params_d, create_graph=create_graph, zero_sum=True)
+    xi_g, xi_d = algebra.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=create_graph, zero_sum=True)
+    assert torch.equal(flat(xi_g), flat(algebra.grad(loss_g, m.params_g)))
+    assert torch.equal(flat(xi_d), flat(algebra.grad(loss_d, m.params_d)))
+    none_g, only_d = algebra.vector_field(loss_g, loss_d, [], m.params_d, create_graph=create_graph, zero_sum=True)
     assert none_g == [] and torch.equal(flat(only_d), flat(xi_d))  # a frozen generator
 
 
@@ -56,7 +57,7 @@ def test_vanilla_is_the_field_by_finite_differences(loss, batch64):
             return (loss_g if player == "g" else loss_d).item()
 
         fd = (loss_at(1) - loss_at(-1)) / (2 * h)
-        assert game.dot(grads, v).item() == pytest.approx(fd, rel=1e-7, abs=1e-10)
+        assert algebra.dot(grads, v).item() == pytest.approx(fd, rel=1e-7, abs=1e-10)
 
 
 @pytest.mark.parametrize("loss", ["ns", "zero_sum", "hinge"])
@@ -95,8 +96,8 @@ def test_alignment_can_flip_the_sign():
     phi, theta = torch.tensor([1.0], dtype=torch.float64, requires_grad=True), \
         torch.tensor([0.3], dtype=torch.float64, requires_grad=True)
     loss_g, loss_d = -phi.square().sum() / 2 + (phi * theta).sum(), -theta.square().sum() / 2 - (phi * theta).sum()
-    xi_g, xi_d = game.vector_field(loss_g, loss_d, [phi], [theta], create_graph=True)
-    field = game.Field(loss_g, loss_d, xi_g, xi_d, [phi], [theta])
+    xi_g, xi_d = algebra.vector_field(loss_g, loss_d, [phi], [theta], create_graph=True)
+    field = algebra.Field(loss_g, loss_d, xi_g, xi_d, [phi], [theta])
     aligned = SymplecticGradientAdjustment(lam=1.0).direction(None, field)
     plain = SymplecticGradientAdjustment(lam=1.0, align=False).direction(None, field)
     assert aligned.stats["sga/lambda"].item() == -1.0
@@ -117,13 +118,13 @@ def test_regularisers_by_finite_differences(loss, batch64):
 
     def xi_at():
         loss_g, loss_d = m.losses(real, z)
-        xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d)
+        xi_g, xi_d = algebra.vector_field(loss_g, loss_d, m.params_g, m.params_d)
         return xi_g, xi_d
 
     regs = {
-        "conopt": lambda xi_g, xi_d: 0.5 * (game.sq_norm(xi_g) + game.sq_norm(xi_d)),
-        "jare_g": lambda xi_g, xi_d: 0.5 * game.sq_norm(xi_d),
-        "jare_d": lambda xi_g, xi_d: 0.5 * game.sq_norm(xi_g),
+        "conopt": lambda xi_g, xi_d: 0.5 * (algebra.sq_norm(xi_g) + algebra.sq_norm(xi_d)),
+        "jare_g": lambda xi_g, xi_d: 0.5 * algebra.sq_norm(xi_d),
+        "jare_d": lambda xi_g, xi_d: 0.5 * algebra.sq_norm(xi_g),
     }
     xi = flat(m.update_direction(real, z)[0] + m.update_direction(real, z)[1])
     state = m.state_dict()
@@ -177,11 +178,11 @@ def test_jvp_and_vjp_against_explicit_jacobian(batch64):
     _, H = explicit_jacobian(m, real, z)
     params = m.params_g + m.params_d
     loss_g, loss_d = m(real, z)
-    xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
+    xi_g, xi_d = algebra.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
     torch.manual_seed(2)
     v = [torch.randn_like(p) for p in params]
-    torch.testing.assert_close(flat(game.jvp(xi_g + xi_d, params, v)), H @ flat(v), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(flat(game.vjp(xi_g + xi_d, params, v)), H.T @ flat(v), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(flat(algebra.jvp(xi_g + xi_d, params, v)), H @ flat(v), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(flat(algebra.vjp(xi_g + xi_d, params, v)), H.T @ flat(v), rtol=1e-10, atol=1e-12)
 
 
 def test_seeded_vjp_is_the_gradient_of_the_inner_product(batch64):
@@ -191,24 +192,24 @@ def test_seeded_vjp_is_the_gradient_of_the_inner_product(batch64):
     m = mlp_gan(Vanilla, loss="ns")
     params = m.params_g + m.params_d
     loss_g, loss_d = m(real, z)
-    field = sum(game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True), [])
+    field = sum(algebra.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True), [])
     torch.manual_seed(4)
     v = [torch.randn_like(p) for p in params]
-    for a, b in zip(game.vjp(field, params, v), game.grad(game.dot(field, v), params)):
+    for a, b in zip(algebra.vjp(field, params, v), algebra.grad(algebra.dot(field, v), params)):
         assert torch.equal(a, b)
     # a parameter that does not reach its loss: its field entry is a constant zero without a graph
     constant = [torch.zeros_like(field[0]), *field[1:]]
-    expected = game.grad(game.dot(field[1:], v[1:]), params)
-    for a, b in zip(game.vjp(constant, params, v), expected):
+    expected = algebra.grad(algebra.dot(field[1:], v[1:]), params)
+    for a, b in zip(algebra.vjp(constant, params, v), expected):
         assert torch.equal(a, b)
-    assert all(torch.equal(t, torch.zeros_like(p)) for t, p in zip(game.vjp(constant[:1], params, v[:1]), params))
+    assert all(torch.equal(t, torch.zeros_like(p)) for t, p in zip(algebra.vjp(constant[:1], params, v[:1]), params))
 
 
 def test_norm_is_the_square_root_of_the_squared_norm():
     torch.manual_seed(5)
     a = [torch.randn(3, 4, dtype=torch.float64), torch.randn(7, dtype=torch.float64)]
-    assert game.norm(a).item() == pytest.approx(game.sq_norm(a).sqrt().item(), rel=1e-14)
-    assert game.norm([]).item() == 0.0
+    assert algebra.norm(a).item() == pytest.approx(algebra.sq_norm(a).sqrt().item(), rel=1e-14)
+    assert algebra.norm([]).item() == 0.0
 
 
 @pytest.mark.parametrize("cls,kw", [(JARE, {"gamma": 0.5}), (ConOpt, {"gamma": 0.5}), (SGA, {"lam": 0.5}),
@@ -219,10 +220,10 @@ def test_differentiable_direction_has_the_fd_jacobian(cls, kw, batch64):
     m = mlp_gan(cls, width=3, depth=1, **kw)
     params = m.params_g + m.params_d
     loss_g, loss_d = m(real, z)
-    xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
-    field = game.Field(loss_g, loss_d, xi_g, xi_d, m.params_g, m.params_d)
-    u = flat(sum(m.method.direction(m.game(real, z), field, differentiable=True)[:2], []))
-    J = torch.stack([flat(game.grad(u[i], params)) for i in range(len(u))])
+    xi_g, xi_d = algebra.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
+    field = algebra.Field(loss_g, loss_d, xi_g, xi_d, m.params_g, m.params_d)
+    u = flat(sum(m.method.direction(m.on_batch(real, z), field, differentiable=True)[:2], []))
+    J = torch.stack([flat(algebra.grad(u[i], params)) for i in range(len(u))])
     torch.testing.assert_close(J, update_jacobian(m, real, z), rtol=1e-6, atol=1e-8)
 
 
@@ -238,9 +239,9 @@ def test_reduce_is_called_once_per_reduction(batch64):
     for cls, expected in ((SGA, [1, 2]), (JARE, [1, 1]), (ConOpt, [1, 1]), (Vanilla, [1])):
         m = mlp_gan(cls)
         loss_g, loss_d = m(real, z)
-        xi_g, xi_d = game.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
+        xi_g, xi_d = algebra.vector_field(loss_g, loss_d, m.params_g, m.params_d, create_graph=True)
         n = len(xi_g) + len(xi_d)
         calls.clear()
-        m.method.direction(m.game(real, z), game.Field(loss_g, loss_d, xi_g, xi_d, m.params_g, m.params_d),
+        m.method.direction(m.on_batch(real, z), algebra.Field(loss_g, loss_d, xi_g, xi_d, m.params_g, m.params_d),
                            reduce=counting)
         assert calls == [k * n for k in expected], cls.__name__

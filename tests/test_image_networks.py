@@ -8,8 +8,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from datamodules import Digits
-from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla, game
-from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
+from game import algebra
+from game.methods import CompetitiveGradient, Extragradient, OptimisticGradient
+from gans import JARE, SGA, ConOpt, TwoPlayerGAN, Vanilla
 from gans.networks import Conv4Discriminator, Conv4Generator, DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator
 from gans.networks.images import UpConv5x5
 from tests.helpers import flat, quiet_trainer
@@ -104,11 +105,11 @@ def test_double_backward_matches_finite_differences(name):
     def field(create_graph=False):
         # not model.losses: restoring the BatchNorm buffers in place would invalidate the saved graph
         losses = model.loss_fn(model.discriminator(real), model.discriminator(model.generator(z)))
-        return game.vector_field(*losses, model.params_g, model.params_d, create_graph=create_graph)
+        return algebra.vector_field(*losses, model.params_g, model.params_d, create_graph=create_graph)
 
     v = [torch.randn_like(p) for p in params]
     w = [torch.randn_like(p) for p in params]
-    ht_v, h_v = game.vjp_and_jvp(sum(field(create_graph=True), []), params, v)
+    ht_v, h_v = algebra.vjp_and_jvp(sum(field(create_graph=True), []), params, v)
 
     def central_difference(direction, h=1e-6):
         x0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
@@ -123,7 +124,7 @@ def test_double_backward_matches_finite_differences(name):
     assert fd_v.norm() > 0
     assert (flat(h_v) - fd_v).norm() <= 1e-4 * fd_v.norm()
     # <H^T v, w> = <v, H w>
-    assert torch.isclose(game.dot(ht_v, w), flat(v) @ central_difference(w), rtol=1e-4)
+    assert torch.isclose(algebra.dot(ht_v, w), flat(v) @ central_difference(w), rtol=1e-4)
 
 
 @pytest.mark.parametrize("d", [lambda: Conv4Discriminator(width=8, spectral_norm=True),

@@ -130,5 +130,5 @@ def test_slurms_requeue_signal_saves_at_the_iteration_boundary(tmp_path, monkeyp
     assert saved["global_step"] == 4
     assert all(torch.equal(saved["state_dict"][k], v) for k, v in model.state_dict().items())
     assert calls.read_text().split() == ["requeue", "4242"]
-    from gans import interrupt
+    from runtime import interrupt
     assert interrupt.requested() is None  # forgotten when the run ended: later work in this process goes on

@@ -1,9 +1,12 @@
-"""The layering of the code: the library (gans, then datamodules and metrics, then callbacks) never
-imports what sits above it, no module imports itself back through others, and only commands/,
-benchmarks/ and train.py are programs."""
+"""The layering of the code (docs/layout.md): the library (runtime, then game, spectra and gans, then
+datamodules and metrics, then callbacks) never imports what sits above it, the plain-PyTorch floors
+(runtime, game, spectra, the networks) never import Lightning, no module imports itself back through
+others, and only commands/, benchmarks/ and train.py are programs."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,12 +14,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 #: each package and the project packages it may import
 ALLOWED = {
-    "gans": set(),
-    "datamodules": {"gans"},
-    "metrics": {"gans"},
-    "callbacks": {"gans", "datamodules", "metrics"},
-    "commands": {"gans", "datamodules", "metrics", "callbacks", "mkl_on_amd"},
+    "runtime": set(),
+    "game": {"runtime"},
+    "spectra": {"runtime", "game"},
+    "gans": {"runtime", "game", "spectra"},
+    "datamodules": {"runtime"},
+    "metrics": {"runtime"},
+    "callbacks": {"runtime", "game", "spectra", "gans", "datamodules", "metrics"},
+    "commands": {"runtime", "game", "spectra", "gans", "datamodules", "metrics", "callbacks", "mkl_on_amd"},
 }
+#: what runs without Lightning: a training loop of one's own takes these
+PLAIN = ("runtime", "game", "spectra", "gans.networks", "datamodules.mixture_samples")
 
 
 def modules() -> dict[str, Path]:
@@ -26,7 +34,7 @@ def modules() -> dict[str, Path]:
 
 
 def imports(path: Path, known: dict[str, Path]) -> set[str]:
-    """The project modules ``path`` imports (``from gans import game`` imports ``gans.game``)."""
+    """The project modules ``path`` imports (``from gans import game`` imports ``game.algebra``)."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -64,6 +72,17 @@ def test_no_import_cycles():
     for module in GRAPH:
         if module not in state:
             visit(module, [])
+
+
+@pytest.mark.parametrize("package", PLAIN)
+def test_the_plain_floors_import_no_lightning(package):
+    """Every module of the plain floors imports (in a fresh interpreter) without importing Lightning."""
+    names = sorted(name for name in GRAPH if name == package or name.startswith(package + "."))
+    code = (f"import sys; [__import__(n) for n in {names!r}]; "
+            f"bad = [m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning')]; "
+            f"assert not bad, bad")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_the_library_holds_no_programs():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gans.losses import LOSSES, get_loss
+from game.losses import LOSSES, get_loss
 
 D_REAL = torch.tensor([0.5, -1.0], dtype=torch.float64)
 D_FAKE = torch.tensor([2.0, 0.0], dtype=torch.float64)

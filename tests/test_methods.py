@@ -14,10 +14,11 @@ import torch
 from torch.func import functional_call, jacrev
 
 from datamodules import MixtureOfGaussians
-from gans import TwoPlayerGAN, Vanilla, game
-from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
+from game import algebra
+from game.methods import CompetitiveGradient, Extragradient, OptimisticGradient
+from gans import TwoPlayerGAN, Vanilla
 from gans.networks import DiracGenerator, LinearDiscriminator
-from gans.spectrum import compute_spectrum
+from spectra.spectrum import compute_spectrum
 from tests.helpers import dirac_data, flat, mlp_gan, quiet_trainer
 
 DIRAC_REAL = torch.zeros(4, 1, dtype=torch.float64)
@@ -183,8 +184,8 @@ def test_the_optimistic_spectrum_is_refused_with_what_it_means():
 
 
 def dense_jacobian(model, real, z):
-    """xi and H = d xi / dx by jacrev of a function of the flat parameters (independent of gans.game)."""
-    names = model.player_parameter_names()
+    """xi and H = d xi / dx by jacrev of a function of the flat parameters (independent of game.algebra)."""
+    names = model.parameter_names()
     params = model.params_g + model.params_d
     shapes, n_g = [p.shape for p in params], sum(p.numel() for p in model.params_g)
     sizes = [p.numel() for p in params]
@@ -230,7 +231,7 @@ def test_competitive_gradient_is_the_dense_solve(loss, solver, batch64):
 def test_competitive_gradient_warm_starts_from_its_last_solve(batch64):
     real, z = batch64
     model = mlp_gan(TwoPlayerGAN, loss="zero_sum", method=CompetitiveGradient(0.7, tol=1e-8))
-    batch_game = model.game(real, z)
+    batch_game = model.on_batch(real, z)
     first = model.method.direction(batch_game, batch_game.field(create_graph=True))
     model.method.commit(first)
     again = model.method.direction(batch_game, batch_game.field(create_graph=True))
@@ -323,13 +324,13 @@ def test_the_penalised_field_by_finite_differences(penalty, loss, batch64):
         return value.item()
 
     fd = (penalty_at(1) - penalty_at(-1)) / (2 * h)
-    assert game.dot([a - b for a, b in zip(d, d0)], v).item() == pytest.approx(fd, rel=1e-6, abs=1e-9)
+    assert algebra.dot([a - b for a, b in zip(d, d0)], v).item() == pytest.approx(fd, rel=1e-6, abs=1e-9)
 
 
 def test_wgan_gp_is_differentiable_where_the_discriminator_is_flat():
     """A ReLU discriminator has a zero input gradient where it is flat: the gap is 1 there and its
     derivative with respect to D's weights 0, not NaN."""
-    from gans import penalties
+    from game import penalties
 
     w, b = torch.tensor([[1.0, -2.0]], dtype=torch.float64, requires_grad=True), torch.tensor([-100.0], dtype=torch.float64)
     x = torch.randn(8, 2, dtype=torch.float64, requires_grad=True)
@@ -340,7 +341,7 @@ def test_wgan_gp_is_differentiable_where_the_discriminator_is_flat():
 
 def test_a_lazy_penalty_enters_every_kth_training_iteration_scaled(batch64):
     model = penalised("r1")
-    model.penalty_every = 4
+    model.game.penalty_every = 4  # the setting is the game's (the model reads it there)
     assert model.penalty_now(training=False) == "r1" and model.penalty_factor(training=False) == 1.5
     assert model.penalty_factor(training=True) == 6.0
     quiet_trainer(1).fit(model, datamodule=MixtureOfGaussians(batch_size=8))  # global step 1 now
@@ -383,7 +384,7 @@ def test_the_spectrum_of_cgd_solves_to_a_tolerance_its_precision_reaches(batch64
     """The update spectrum's products solve CGD's system inside the implicit function theorem. In
     float32 (the callback's default) the old tolerance of 1e-12 was never reached: every solve ran
     to its cap of 200 products (331 s for one spectrum of the default ns run); now none does."""
-    from gans import krylov, methods
+    from game import krylov, methods
 
     assert CompetitiveGradient.reachable_tolerance(1e-6, torch.float64) == 1e-12
     assert CompetitiveGradient.reachable_tolerance(1e-6, torch.float32) == pytest.approx(100 * 2 ** -23)
@@ -412,11 +413,11 @@ def test_everything_a_method_makes_lives_on_the_fields_device(name, loss, batch6
     (CGD's iterations, SGA's lambda) stopped every multi-GPU run at its first logged step. Without a
     GPU, the default device is set to 'meta' while the direction is computed: a tensor made without
     the field's device lands there, and the collective (a recording stand-in) sees it."""
-    from gans.methods import METHODS
+    from game.methods import METHODS
 
     method = METHODS[name](*({"conopt": [1.0], "jare": [1.0], "cgd": [0.5]}.get(name, [])))
     model = mlp_gan(TwoPlayerGAN, method=method, loss=loss)
-    batch_game = model.game(*batch64)
+    batch_game = model.on_batch(*batch64)
     field_ = batch_game.field(create_graph=model.second_order)
     seen = []
 
@@ -436,7 +437,7 @@ def test_a_methods_state_moves_to_the_models_device_when_fitting_starts(method, 
     """A checkpoint is read on the CPU; a resumed GPU run mixed that state with CUDA tensors at its
     first step. ``Method.to`` moves it, and ``on_fit_start`` calls it with the model's device."""
     model = mlp_gan(TwoPlayerGAN, method=method)
-    batch_game = model.game(*batch64)
+    batch_game = model.on_batch(*batch64)
     update = model.method.direction(batch_game, batch_game.field(create_graph=model.second_order))
     model.method.commit(update)
     model.method.to("meta")

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from datamodules import MixtureOfGaussians
+from game.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans import JARE, MODELS, SGA, ConOpt, NonFiniteError, SemiStyleGAN, TwoPlayerGAN, Vanilla
-from gans.methods import CompetitiveGradient, Extragradient, OptimisticGradient
 from gans.networks import MLPDiscriminator, MLPGenerator
-from gans.optim import RMSpropTF
+from runtime.optim import RMSpropTF
 from tests.helpers import mlp_gan, quiet_trainer
 
 METHODS = [(Vanilla, {}), (Vanilla, {"update": "alternating", "n_d": 2}), (ConOpt, {"gamma": 1.0}),
@@ -119,8 +119,8 @@ def test_a_python_api_checkpoint_of_another_method_asks_for_it(tmp_path):
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     nets = {"generator": mlp_gan(Vanilla).generator, "discriminator": mlp_gan(Vanilla).discriminator}
-    with pytest.raises(ValueError, match=r"trained with the method gans\.methods\.OptimisticGradient, this model has "
-                                         r"gans\.methods\.GradientDescent: pass method=OptimisticGradient\(\.\.\.\)"):
+    with pytest.raises(ValueError, match=r"trained with the method game\.methods\.OptimisticGradient, this model has "
+                                         r"game\.methods\.GradientDescent: pass method=OptimisticGradient\(\.\.\.\)"):
         TwoPlayerGAN.load_from_checkpoint(path, **nets, weights_only=False)
     loaded = TwoPlayerGAN.load_from_checkpoint(path, **nets, method=OptimisticGradient(), weights_only=False)
     previous, expected = loaded.method.state_dict()["previous"], model.method.state_dict()["previous"]
@@ -129,8 +129,30 @@ def test_a_python_api_checkpoint_of_another_method_asks_for_it(tmp_path):
         torch.testing.assert_close(previous[player], expected[player])
 
 
+def test_checkpoints_and_configs_of_the_old_module_paths_load(tmp_path):
+    """Before the layout of game/, runtime/ and spectra/, methods lived in gans.methods and the
+    optimizer in gans.optim: those names (in configs' class paths and checkpoints' method) import
+    the very modules they became, and a checkpoint that records the old path loads."""
+    import gans.methods
+    import gans.optim
+    from game import methods
+    from runtime import optim
+    assert gans.methods is methods and gans.optim is optim and gans.methods.OptimisticGradient is OptimisticGradient
+    model = mlp_gan(TwoPlayerGAN, method=OptimisticGradient())
+    trainer = quiet_trainer(2, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=MixtureOfGaussians(batch_size=16))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["method"] = "gans.methods.OptimisticGradient"  # as the earlier version wrote it
+    torch.save(checkpoint, path)
+    nets = {"generator": mlp_gan(Vanilla).generator, "discriminator": mlp_gan(Vanilla).discriminator}
+    loaded = TwoPlayerGAN.load_from_checkpoint(path, **nets, method=OptimisticGradient(), weights_only=False)
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict())
+
+
 def test_registry():
-    from gans import methods
+    from game import methods
 
     classes = {"vanilla": Vanilla, "sga": SGA, "conopt": ConOpt, "jare": JARE, "semistylegan": SemiStyleGAN,
                "semistylegan_fine": SemiStyleGAN}
@@ -324,7 +346,7 @@ def test_the_joint_pass_is_taken_only_where_it_computes_the_same(discriminator, 
         model.discriminator = discriminator.double()
     if problem is None:
         model.check_networks()
-        assert model._joint_d is True
+        assert model.game.joint is True
     else:
         with pytest.raises(ValueError, match=f"discriminator_pass='joint' cannot be used with discriminator "
                                              f"{type(model.discriminator).__name__}: {problem}.*separate"):
@@ -338,7 +360,7 @@ def test_the_joint_pass_gives_the_separate_passes_direction(cls, kw, batch64):
     for a, b in zip(joint.update_direction(real, z), separate.update_direction(real, z)):
         for x, y in zip(a, b):
             torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
-    assert joint._joint_d is True and separate._joint_d is False
+    assert joint.game.joint is True and separate.game.joint is False
 
 
 def test_a_joint_pass_the_discriminator_cannot_take_is_refused_when_training():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gans.optim import RMSpropTF
+from runtime.optim import RMSpropTF
 
 
 def test_rmsprop_tf_by_hand():
@@ -47,7 +47,7 @@ def test_rmsprop_tf_skips_params_without_grad_and_checks_arguments():
 
 
 def stepped(optimizer_cls, grads, **options):
-    from gans.optim import preconditioner
+    from runtime.optim import preconditioner
 
     p = torch.nn.Parameter(torch.zeros(len(grads[0]), dtype=torch.float64))
     optimizer = optimizer_cls([p], **options)
@@ -82,7 +82,7 @@ def test_preconditioner_of_each_adaptive_optimizer_by_hand():
 
 
 def test_preconditioner_scales_each_group_by_its_learning_rate_and_refuses_what_it_cannot_read():
-    from gans.optim import preconditioner
+    from runtime.optim import preconditioner
 
     a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
     optimizer = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.05}], lr=0.1)

@@ -1,4 +1,4 @@
-"""TF32 (gans/precision.py): off by default, a documented switch for the first-order step, and
+"""TF32 (runtime/precision.py): off by default, a documented switch for the first-order step, and
 never in the second-order methods, the spectra or FID. On a CPU the switches change no number, so
 the tests check where the full-float32 context is entered and that settings are restored."""
 from __future__ import annotations
@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from commands import train
-from gans import JARE, Vanilla, precision
-from gans.spectrum import compute_spectrum
+from gans import JARE, Vanilla
+from runtime import precision
+from spectra.spectrum import compute_spectrum
 from tests.helpers import mlp_gan
 
 
@@ -45,8 +46,8 @@ def entered(monkeypatch):
 
     import callbacks.fid
     import gans.base
-    import gans.spectrum
-    for module in (gans.base, gans.spectrum, callbacks.fid):
+    import spectra.spectrum
+    for module in (gans.base, spectra.spectrum, callbacks.fid):
         monkeypatch.setattr(module, "full_float32", recording)
     return calls
 

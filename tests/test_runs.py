@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from commands import layers, train
-from gans.checkpoint import AtomicCheckpointIO, read_checkpoint
+from gans.checkpoint import AtomicCheckpointIO
+from runtime.checkpoint import read_checkpoint
 from tests.helpers import tiny_dcgan_config
 
 SMALL = ["--model.generator.init_args.width", "8", "--model.discriminator.init_args.width", "8",
@@ -186,12 +187,12 @@ def test_a_resume_refused_inside_fitting_leaves_the_folder_as_it_was(tmp_path):
     folder = tmp_path / "run" / "version_0"
     last = folder / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=False)
-    checkpoint["method"] = "gans.methods.Extragradient"
+    checkpoint["method"] = "game.methods.Extragradient"
     torch.save(checkpoint, last)
     before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     message = error_of("--model", "optimistic", "--trainer.max_steps", "9", *SMALL, "--trainer.logger.init_args.save_dir",
                        str(tmp_path), "--trainer.logger.init_args.name", "run", "--ckpt_path", "last")
-    assert "was trained with the method gans.methods.Extragradient" in message
+    assert "was trained with the method game.methods.Extragradient" in message
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
 
 

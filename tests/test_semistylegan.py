@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gans import SemiStyleGAN, game
-from gans.methods import ConsensusOptimization, JacobianRegularization
+from game import algebra
+from game.methods import ConsensusOptimization, JacobianRegularization
+from game.penalties import squared_gradient_norm
+from game.semi_losses import code_error, mix, supervised_error
+from gans import SemiStyleGAN
 from gans.networks import StyleGANDiscriminator, StyleGANGenerator
-from gans.penalties import squared_gradient_norm
-from gans.semi_losses import code_error, mix, supervised_error
 from gans.semistylegan import FactorBatch
 
 
@@ -175,9 +176,9 @@ def test_second_order_methods_use_the_game_algebra(method):
     latent = torch.rand(3, 3, dtype=torch.float64)
     loss_g, loss_d = model.weighted_losses(model.loss_terms(batch, latent, "both", penalty="r1"))
     params = model.params_g + model.params_d
-    xi = torch.cat([t.reshape(-1) for t in game.grad(loss_g, model.params_g, create_graph=True)
-                    + game.grad(loss_d, model.params_d, create_graph=True)])
-    H = torch.stack([torch.cat([t.reshape(-1) for t in game.grad(xi[i], params)]) for i in range(len(xi))])
+    xi = torch.cat([t.reshape(-1) for t in algebra.grad(loss_g, model.params_g, create_graph=True)
+                    + algebra.grad(loss_d, model.params_d, create_graph=True)])
+    H = torch.stack([torch.cat([t.reshape(-1) for t in algebra.grad(xi[i], params)]) for i in range(len(xi))])
     n_g = sum(p.numel() for p in model.params_g)
     correction = H.T @ xi.detach()
     if isinstance(method, JacobianRegularization):  # the off-diagonal blocks only
@@ -201,7 +202,7 @@ def test_contract_errors_are_clear():
                          nn.Sequential(nn.Flatten(), nn.Linear(64, 1)), factor_sizes=[2, 2])
     with pytest.raises(ValueError, match=r"must return \(logits, codes\)"):
         model.check_networks((1, 8, 8))
-    with pytest.raises(TypeError, match="method must be a gans.methods.Method"):
+    with pytest.raises(TypeError, match="method must be a game.methods.Method"):
         toy_model(method="sga")
     with pytest.raises(ValueError, match="leave latent_dim out"):
         toy_model(latent_dim=7)

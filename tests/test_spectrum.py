@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from gans import JARE, SGA, ConOpt, Vanilla
-from gans.spectrum import SpectrumResult, compute_spectrum
+from spectra.spectrum import SpectrumResult, compute_spectrum
 from tests.helpers import dirac_gan, mlp_gan
 from tests.test_theory import TABLE, TOY_REAL, TOY_Z, affine_toy
 
@@ -291,7 +291,7 @@ def test_preconditioned_spectrum_is_that_of_diag_d_times_j():
 
 
 def test_with_sgd_the_preconditioned_spectrum_is_the_plain_one():
-    from gans.optim import preconditioner
+    from runtime.optim import preconditioner
 
     model = small_gan()
     real, z = batch()
@@ -343,7 +343,7 @@ def test_the_callback_reports_a_budget_that_ran_out(tmp_path):
 def test_the_preconditioned_callback_reads_the_optimizer_state(tmp_path):
     from callbacks import JacobianSpectrum
     from datamodules import MixtureOfGaussians
-    from gans.optim import preconditioner
+    from runtime.optim import preconditioner
     from tests.helpers import quiet_trainer
 
     model = small_gan(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))

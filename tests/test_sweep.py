@@ -1,4 +1,4 @@
-"""Sweeps (gans.sweep, gans.stacked, commands.sweep): N games in one stacked model, each member
+"""Sweeps (gans.sweep, game.stacked, commands.sweep): N games in one stacked model, each member
 training as its single run trains."""
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from commands import member as member_command
 from commands import sample, spectrum, train
 from datamodules import MixtureOfGaussians
 from datamodules.stacked import StackedData
-from gans import MODELS, game
+from game import algebra
+from game.krylov import conjugate_gradient, conjugate_gradient_members
+from game.stacked import StackedNetworks
+from gans import MODELS
 from gans.checkpoint import load_model
-from gans.krylov import conjugate_gradient, conjugate_gradient_members
 from gans.networks import MLPDiscriminator, MLPGenerator
-from gans.optim import RMSpropTF
-from gans.stacked import StackedNetworks
 from gans.sweep import SweepGAN, member_checkpoint
+from runtime.optim import RMSpropTF
 from tests.helpers import quiet_trainer, two_processes_equal_one
 
 STEPS = 12
@@ -222,10 +223,10 @@ def test_per_member_algebra():
     a, b = [torch.randn(3, 4, 2, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)], \
         [torch.randn(3, 4, 2, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)]
     for m in range(3):
-        assert game.dot(a, b, members=True)[m] == pytest.approx(float(game.dot([t[m] for t in a], [t[m] for t in b])))
-        assert game.norm(a, members=True)[m] == pytest.approx(float(game.norm([t[m] for t in a])))
+        assert algebra.dot(a, b, members=True)[m] == pytest.approx(float(algebra.dot([t[m] for t in a], [t[m] for t in b])))
+        assert algebra.norm(a, members=True)[m] == pytest.approx(float(algebra.norm([t[m] for t in a])))
     alpha = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
-    y = game.axpy(alpha, a, b)
+    y = algebra.axpy(alpha, a, b)
     assert torch.allclose(y[1][2], b[1][2] + 0.5 * a[1][2])
     blocks = [torch.randn(6, 6, dtype=torch.float64) for _ in range(3)]
     spd = torch.stack([q @ q.T + (1 + 10 * m) * torch.eye(6, dtype=torch.float64) for m, q in enumerate(blocks)])

@@ -1,8 +1,8 @@
-"""How many threads a training process takes (gans/threads.py)."""
+"""How many threads a training process takes (runtime/threads.py)."""
 import pytest
 
 from commands import train
-from gans import threads
+from runtime import threads
 
 CLUSTER_VARIABLES = ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK", "SLURM_PROCID", "SLURM_STEP_ID",
                      "TORCHELASTIC_RUN_ID", "LOCAL_WORLD_SIZE")

@@ -60,7 +60,7 @@ def test_every_method_trains_from_the_command_line(tmp_path, name):
 
 def test_a_penalty_and_another_method_from_the_command_line(tmp_path):
     trainer = run(tmp_path, "--model", "vanilla", "--model.penalty", "r1", "--model.penalty_weight", "1.0",
-                  "--model.method", "gans.methods.Extragradient", "--model.method.extrapolation", "0.01")
+                  "--model.method", "game.methods.Extragradient", "--model.method.extrapolation", "0.01")
     assert trainer.global_step == 30 and type(trainer.lightning_module.method).__name__ == "Extragradient"
     assert trainer.lightning_module.penalty == "r1"
 
@@ -240,9 +240,10 @@ def test_spectrum_of_a_checkpoint(tmp_path, capsys):
     assert {"update_eigenvalues", "gradient_eigenvalues", "update_condition_number"} <= set(saved.files)
     assert "phase_factor" in capsys.readouterr().out
     # the spectrum RMSProp's steps follow, from the optimizer state the checkpoint saved
-    from gans.checkpoint import load_datamodule, load_model, read_checkpoint
-    from gans.optim import preconditioner
-    from gans.spectrum import compute_spectrum
+    from gans.checkpoint import load_datamodule, load_model
+    from runtime.checkpoint import read_checkpoint
+    from runtime.optim import preconditioner
+    from spectra.spectrum import compute_spectrum
 
     out = spectrum.main([str(folder / "checkpoints" / "last.ckpt"), "--k", "4", "--batch-size", "32", "--field", "gradient",
                          "--preconditioned", "--dtype", "float64", "--tol", "1e-10", "--out", str(tmp_path / "pre")])

@@ -98,8 +98,8 @@ def test_resume_is_exact(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("method", [["--model.method", "gans.methods.JacobianRegularization", "--model.method.gamma", "0.1"],
-                                    ["--model.method", "gans.methods.Extragradient"], []], ids=["jare", "eg", "gd"])
+@pytest.mark.parametrize("method", [["--model.method", "game.methods.JacobianRegularization", "--model.method.gamma", "0.1"],
+                                    ["--model.method", "game.methods.Extragradient"], []], ids=["jare", "eg", "gd"])
 def test_simultaneous_methods_train(tmp_path, method):
     trainer = semistylegan(tmp_path, "--trainer.max_steps", "3", "--model.update", "simultaneous", *method,
                            callbacks=["--trainer.callbacks=[]"])

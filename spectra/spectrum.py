@@ -20,7 +20,7 @@ Every product is a vector-Jacobian product J^T v (one backward pass through the 
 J^T has the eigenvalues of J. Under torch.distributed the products of the local shards are averaged,
 so the spectrum is that of the global batch. With a ``preconditioner`` d (a vector, one entry per
 parameter) the operator is diag(d) J: the Jacobian of the step an adaptive optimizer takes
-(``gans.optim.preconditioner``), whose products are J^T (d * v).
+(``runtime.optim.preconditioner``), whose products are J^T (d * v).
 """
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ import torch.distributed as dist
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from gans import interrupt
-from gans.base import TwoPlayerGAN, preserved_buffers
-from gans.distributed import from_rank0, rebuilt_error
-from gans.eigensolver import both_ends
-from gans.precision import full_float32
+from runtime import interrupt
+from game.twoplayer import TwoPlayerGame, preserved_buffers
+from runtime.distributed import from_rank0, rebuilt_error
+from spectra.eigensolver import both_ends
+from runtime.precision import full_float32
 
 #: the vector field whose Jacobian a spectrum is of: H (xi itself) or the update direction u
 SpectrumField = Literal["gradient", "update"]
@@ -115,7 +115,7 @@ class SpectrumSettings:
         """The fields asked for."""
         return ["update", "gradient"] if self.field == "both" else [self.field]
 
-    def fields_of(self, module: TwoPlayerGAN) -> list[str]:
+    def fields_of(self, module: TwoPlayerGame) -> list[str]:
         """The fields evaluated for ``module`` (``update`` becomes ``gradient`` for a method whose
         direction has no Jacobian of its own)."""
         fields = self.fields
@@ -129,7 +129,7 @@ class SpectrumSettings:
             return self.k
         return None if num_params <= self.max_full_params else AUTO_K
 
-    def batches(self, module: TwoPlayerGAN, real: Tensor, rank: int = 0, world: int = 1
+    def batches(self, module: TwoPlayerGame, real: Tensor, rank: int = 0, world: int = 1
                 ) -> tuple[list[Tensor], list[Tensor]]:
         """This process's share of each evaluation batch: real samples (the first
         ``num_batches * batch_size`` of ``real``) and latent codes from ``seed``, on the model's
@@ -147,7 +147,7 @@ class SpectrumSettings:
         return reals, zs
 
 
-def evaluate_spectra(module: TwoPlayerGAN, real: Tensor, settings: SpectrumSettings, *, rank: int = 0,
+def evaluate_spectra(module: TwoPlayerGame, real: Tensor, settings: SpectrumSettings, *, rank: int = 0,
                      world: int = 1, preconditioner: Tensor | None = None,
                      starts: dict[str, dict[str, np.ndarray]] | None = None,
                      progress: Callable[[str, int], contextlib.AbstractContextManager] | None = None,
@@ -278,7 +278,7 @@ def field_with_graph(module, batches: list[tuple[Tensor, Tensor]], field: Spectr
         raise ValueError(f"field must be 'gradient' or 'update', got {field!r}")
     total = None
     for real, z in batches:
-        game = module.game(module.unpack(real), z)
+        game = module.on_batch(module.unpack(real), z)
         xi = game.field(create_graph=True)
         if field == "gradient":
             u = [*xi.xi_g, *xi.xi_d]
@@ -327,7 +327,7 @@ class JacobianProducts:
 
     def __call__(self, v: Tensor) -> Tensor:
         """J^T v for a float64 vector ``v``, in float64. On one process an interrupt stops the work
-        here (``gans.interrupt``); under several, the search's driver decides (``_topk``)."""
+        here (``runtime.interrupt``); under several, the search's driver decides (``_topk``)."""
         if not self.distributed:
             interrupt.check()
         self.matvecs += 1
@@ -440,7 +440,7 @@ def _gather(t: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
-def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: SpectrumField = "update",
+def compute_spectrum(module: TwoPlayerGame, real: Tensor | list[Tensor], z: Tensor | list[Tensor], *, field: SpectrumField = "update",
                      k: int | None = None, k_smallest: int = 1, dtype: torch.dtype | Literal["auto"] | None = "auto",
                      tol: float = 1e-8, max_products: int | None = None, max_full_params: int = MAX_FULL_PARAMS,
                      seed: int = 0, start: dict[str, np.ndarray] | None = None, preconditioner: Tensor | None = None,
@@ -448,26 +448,27 @@ def compute_spectrum(module: TwoPlayerGAN, real: Tensor | list[Tensor], z: Tenso
     """Eigenvalues of the Jacobian of a two-player model's field at its current parameters.
 
     Args:
-        module: a ``gans.TwoPlayerGAN`` (any method).
+        module: a ``game.twoplayer.TwoPlayerGame`` (any method), or a model that composes one
+            (``gans.TwoPlayerGAN``: the spectrum is then of the model's own losses).
         real: an evaluation batch of real samples, or a list of batches whose fields are averaged
             (the Jacobian of the average field). Under torch.distributed each process passes its shard.
         z: the latent codes of each batch, as ``real``.
         field: ``gradient`` (H of xi) or ``update`` (the Jacobian of the method's direction).
         k: ``None`` for the full spectrum (dense Jacobian, numpy eigvals); an int for the k
             eigenvalues of largest magnitude plus the ``k_smallest`` of smallest real part, by one
-            Krylov-Schur search (``gans.eigensolver``).
+            Krylov-Schur search (``spectra.eigensolver``).
         dtype: the precision of the products: ``auto`` (float64 for a model on a CPU, float32 on a
             GPU, where the networks would otherwise run in float64, many times slower), a dtype, or
             ``None`` (the model's). The search itself always works in float64; float32 products
             move the eigenvalues by about 1e-7 of the spectral radius (docs/spectra.md) and cost less.
-        tol: the relative tolerance of the search (top-k only; ``gans.eigensolver``).
+        tol: the relative tolerance of the search (top-k only; ``spectra.eigensolver``).
         max_products: a budget of Jacobian products for the top-k search (None: until converged);
             when it runs out, the eigenvalues that converged are returned (``result.truncated``).
         max_full_params: refuse a dense spectrum above this size (its cost grows like n^3).
         seed: the seed of the search's starting vector (top-k only).
         start: a previous result's ``start`` (a warm start near those parameters; top-k only).
         preconditioner: a vector d over the parameters (``params_g`` then ``params_d``): the
-            spectrum of diag(d) J (``gans.optim.preconditioner`` gives the one of an adaptive optimizer).
+            spectrum of diag(d) J (``runtime.optim.preconditioner`` gives the one of an adaptive optimizer).
         on_product: called with the number of products done after each (a progress display).
     """
     reals, zs = (list(real), list(z)) if isinstance(real, (list, tuple)) else ([real], [z])

@@ -5,9 +5,10 @@ ConOpt, JARE and SGA differentiate the game field xi = (grad_phi L_G, grad_theta
 ``.backward()``, so its reducer never sees these terms, and a per-process regulariser averaged
 afterwards is mean_r(J_r^T xi_r), not the global J^T xi. Instead every model here averages the
 detached field and then each Jacobian product across processes itself (``mean_across_processes``,
-one flat all-reduce per reduction; see ``gans.game``) and writes ``.grad`` by hand, which is exact
-for any method. The DDP wrapper then has nothing left to do: ``GameDDPStrategy`` is Lightning's DDP
-strategy without it (no gradient buckets, no ``find_unused_parameters`` graph walk).
+one flat all-reduce per reduction; see ``game.algebra``) and writes ``.grad`` by hand, which is exact
+for any method. The DDP wrapper then has nothing left to do: ``gans.strategy.GameDDPStrategy`` is
+Lightning's DDP strategy without it (no gradient buckets, no ``find_unused_parameters`` graph walk).
+Plain ``torch.distributed``: a loop of one's own uses the same averaging.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
-from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
 from torch import Tensor
 
 T = TypeVar("T")
@@ -39,7 +39,7 @@ def block(n: int, rank: int, world: int) -> slice:
 
 
 class ProcessMean:
-    """The ``reduce`` of a method on several processes (``gans.game``): ``reduce(tensors)`` is the
+    """The ``reduce`` of a method on several processes (``game.algebra``): ``reduce(tensors)`` is the
     average over processes of each tensor, one all-reduce of one flat buffer; ``reduce.agree(value)``
     is rank 0's ``value`` on every process, for a decision computed from reduced values (a solver's
     stopping test, SGA's sign) that must be the same everywhere even where processes round
@@ -233,62 +233,4 @@ def assert_in_sync(module: torch.nn.Module, iteration: int) -> None:
     if spread > 0:
         raise RuntimeError(f"iteration {iteration}: the processes' parameters have drifted apart (largest checksum "
                            f"difference {spread:.3g}); every process must apply the same update. A model that "
-                           f"writes .grad without gans.distributed.mean_across_processes does this.")
-
-
-class GameDDPStrategy(DDPStrategy):
-    """Lightning's DDP (process launch, process groups, SLURM/torchrun environments, samplers,
-    metric reduction) without the DistributedDataParallel wrapper, whose reducer cannot see the
-    gradients these models take with ``autograd.grad``: the models average across processes
-    themselves (see the module docstring). Names: ``game_ddp``, ``game_ddp_spawn``.
-
-    An error on one process ends every process within about a second (``FailureWatch``), instead
-    of leaving the others in a collective until the process group's timeout.
-
-    Args:
-        check_sync_every: in debug runs, check every this many iterations that all processes hold
-            the same parameters (one small all-gather); 0 never checks.
-    """
-
-    def __init__(self, *args, check_sync_every: int = 0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.check_sync_every = check_sync_every
-        self.failure_watch: FailureWatch | None = None  # made in each process (a spawn launcher pickles this)
-
-    def setup_distributed(self) -> None:
-        super().setup_distributed()
-        self.failure_watch = FailureWatch()
-        self.failure_watch.start()
-
-    def configure_ddp(self) -> None:
-        broadcast_module_state(self.model)
-
-    def on_exception(self, exception: BaseException) -> None:
-        super().on_exception(exception)
-        if self.failure_watch is not None:
-            self.failure_watch.publish(exception)
-
-    def teardown(self) -> None:
-        if self.failure_watch is not None:
-            self.failure_watch.stop()
-        super().teardown()
-        if self._start_method != "popen" and dist.is_initialized():
-            # A gloo group alive at interpreter exit aborts the process now and then ("terminate
-            # called without an active exception"), and Lightning tears down only NCCL groups at exit.
-            # train.py does it after fit for popen and torchrun processes; spawned workers never get
-            # back there, so they do it here.
-            dist.destroy_process_group()
-
-    def optimizer_step(self, optimizer, closure, model=None, **kwargs):
-        out = super().optimizer_step(optimizer, closure, model, **kwargs)
-        step = self.lightning_module.trainer.global_step + 1  # this step is counted right after
-        if self.check_sync_every and step % self.check_sync_every == 0:
-            assert_in_sync(self.lightning_module, step)
-        return out
-
-
-StrategyRegistry.register("game_ddp", GameDDPStrategy, description="exact data-parallel games, processes by popen",
-                          start_method="popen", override=True)
-StrategyRegistry.register("game_ddp_spawn", GameDDPStrategy,
-                          description="exact data-parallel games, processes by spawn", start_method="spawn",
-                          override=True)
+                           f"writes .grad without runtime.distributed.mean_across_processes does this.")

@@ -16,11 +16,11 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from gans.game import axpy, dot, norm
+from game.algebra import axpy, dot, norm
 
 Vector = list[Tensor]
 MatVec = Callable[[Vector], Vector]
-#: how the processes of a distributed solve agree on whether to go on (``gans.game.agreed_flag``):
+#: how the processes of a distributed solve agree on whether to go on (``game.algebra.agreed_flag``):
 #: every stopping test gates the next product's all-reduce, so all must take the same one
 Agree = Callable[[bool], bool]
 

@@ -7,7 +7,7 @@ Notation (descent convention: each player minimises its own loss)::
     H(x)  = d xi / d x = [[H11, H12], [H21, H22]]    its Jacobian (not symmetric)
 
 Both players step ``x <- x - eta * u(x)`` where ``u`` is the method's update
-direction (``gans.methods``: each method is a small component built on these
+direction (``game.methods``: each method is a small component built on these
 functions). A *field* here is a list of tensors, one per parameter, that still
 carries its autograd graph (built with ``create_graph=True``), so products with
 H are one more backward pass:
@@ -25,7 +25,7 @@ single process. Every method reduces the detached field and each product, so the
 same functions give the exact global-batch update under data parallelism (the
 products of the global field are means of local products). A decision taken from
 reduced values (a solver's stopping test, SGA's sign) goes through ``agreed``: the
-first process's value on every process (``gans.distributed.ProcessMean.agree``).
+first process's value on every process (``runtime.distributed.ProcessMean.agree``).
 """
 from __future__ import annotations
 

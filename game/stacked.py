@@ -7,7 +7,7 @@ member axis, the members evaluated together with ``torch.func.vmap`` over ``func
 
 The stacked parameters are ordinary leaves, so autograd *outside* the vmap differentiates the sum
 of the members' losses into each member's own gradient (the members share nothing), and every
-Jacobian product of ``gans.game`` separates by member (``gans.sweep``).
+Jacobian product of ``game.algebra`` separates by member (``gans.sweep``).
 """
 from __future__ import annotations
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gans import game
-from gans.optim import RMSpropTF
+from runtime.optim import RMSpropTF
 
 ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad,
                torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam, RMSpropTF)
@@ -39,7 +38,7 @@ def flatten_(params: list[nn.Parameter]) -> Tensor:
 def flat_grad(grads: list[Tensor] | Tensor) -> Tensor:
     """The per-parameter update directions as one vector, in the buffer's order (a vector already
     flat, as ``compile_step`` makes it, passes through)."""
-    return grads if isinstance(grads, Tensor) else game.flatten(grads)
+    return grads if isinstance(grads, Tensor) else torch.cat([g.reshape(-1) for g in grads])
 
 
 def is_view_of(params: list[nn.Parameter], flat: Tensor) -> bool:

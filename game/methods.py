@@ -1,11 +1,11 @@
 """Game methods as small components: each one's hyperparameters and its update direction u, in
-its eager form (on autograd graphs, ``gans.game``) and its compiled form (``gans.compiled``) side
+its eager form (on autograd graphs, ``game.algebra``) and its compiled form (``game.compiled``) side
 by side, so one method's difference from another is a few lines here.
 
-Both players step ``x <- x - lr * u(x)``. A method sees the game on the step's batch (``Game``:
+Both players step ``x <- x - lr * u(x)``. A method sees the game on the step's batch (``BatchGame``:
 the field at any parameters, the players' learning rates) and the field xi already computed
 there, and returns an ``Update``. Any model takes any method (``TwoPlayerGAN(..., method=...)``;
-from YAML ``method: {class_path: gans.methods.Extragradient, init_args: {...}}``).
+from YAML ``method: {class_path: game.methods.Extragradient, init_args: {...}}``).
 
 ``reduce`` averages lists of tensors across processes (identity on one process): every method
 reduces the detached field and each Jacobian product, which makes W processes with batch B
@@ -20,8 +20,8 @@ from typing import ClassVar, Literal, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from gans import compiled
-from gans.game import (
+from game import compiled
+from game.algebra import (
     Field,
     Reduce,
     Update,
@@ -39,13 +39,13 @@ from gans.game import (
     vjp,
     vjp_and_jvp,
 )
-from gans.krylov import conjugate_gradient, conjugate_gradient_members, gmres, implicit_solution
+from game.krylov import conjugate_gradient, conjugate_gradient_members, gmres, implicit_solution
 
 Players = Literal["g", "d", "gd"]
 
 
-class Game(Protocol):
-    """The game on one batch, as a method sees it (``TwoPlayerGAN.game`` builds one)."""
+class BatchGame(Protocol):
+    """The game on one batch, as a method sees it (``game.twoplayer.GameOnBatch``)."""
 
     @property
     def learning_rates(self) -> tuple[float, float]:
@@ -53,7 +53,7 @@ class Game(Protocol):
 
     @property
     def loss(self) -> str:
-        """The name of the players' losses (``gans.losses``)."""
+        """The name of the players' losses (``game.losses``)."""
 
     @property
     def members(self) -> bool:
@@ -83,7 +83,7 @@ class Method:
     #: the direction is a function of the parameters, with a Jacobian of its own (its spectrum)
     has_jacobian: ClassVar[bool] = True
 
-    def direction(self, game: Game, field: Field, *, reduce: Reduce = no_reduce, differentiable: bool = False) -> Update:
+    def direction(self, game: BatchGame, field: Field, *, reduce: Reduce = no_reduce, differentiable: bool = False) -> Update:
         raise NotImplementedError
 
     def compiled_rule(self, params_g: Sequence[Tensor], params_d: Sequence[Tensor],
@@ -94,7 +94,7 @@ class Method:
 
     def validate(self, loss: str) -> None:
         """Raise ``ValueError``, saying why and what to change, when this method cannot train a game
-        with these losses (``gans.losses``); a model calls it when it is built."""
+        with these losses (``game.losses``); a model calls it when it is built."""
 
     def commit(self, update: Update, players: Players = "gd") -> None:
         """Keep the state ``update`` leaves (the players that stepped: ``players``)."""
@@ -123,8 +123,8 @@ class Method:
         return f"{type(self).__name__}({args})"
 
 
-def stacked(game: Game | None) -> bool:
-    """Whether ``game`` is stacked games (``Game.members``); a game without that property, or none
+def stacked(game: BatchGame | None) -> bool:
+    """Whether ``game`` is stacked games (``BatchGame.members``); a game without that property, or none
     at all (the methods whose direction needs no game accept None), is one game."""
     return bool(getattr(game, "members", False))
 
@@ -450,7 +450,7 @@ class CompetitiveGradient(Method):
         u_phi   = (I - eta^2 H12 H21)^-1 (xi_phi - eta H12 xi_theta)
         u_theta = xi_theta - eta H21 u_phi
 
-    The inverse is a Krylov solve on Jacobian products (``gans.krylov``), warm-started from the
+    The inverse is a Krylov solve on Jacobian products (``game.krylov``), warm-started from the
     previous iteration's u_phi (the method's state: checkpointed). Where H21 = -H12^T (the zero-sum
     and Wasserstein losses, with or without a gradient penalty on D) the system is
     I + eta^2 H12 H12^T, symmetric positive definite: conjugate gradient, two vector-Jacobian
@@ -504,7 +504,7 @@ class CompetitiveGradient(Method):
         every solve ran to its cap of products, 200 per Jacobian product of the spectrum."""
         return max(min(tol, 1e-12), 100 * torch.finfo(dtype).eps)
 
-    def products(self, game: Game, field: Field, reduce: Reduce, create_graph: bool):
+    def products(self, game: BatchGame, field: Field, reduce: Reduce, create_graph: bool):
         """(w -> H12 w, v -> H21 v), each reduced across processes."""
         if self.symmetric(game.loss):  # H12 w = -H21^T w and H21 v = -H12^T v: vector-Jacobian products of xi
             def h12(w):

@@ -1,13 +1,13 @@
 """A method's update direction as one pure function of the parameters, for torch.compile.
 
-``gans.game`` works on autograd graphs (``create_graph=True``), which torch.compile cannot trace:
+``game.algebra`` works on autograd graphs (``create_graph=True``), which torch.compile cannot trace:
 AOTAutograd has no double backward. Here the field is ``torch.func.grad`` of the losses, H^T v
 comes from the ``vjp`` of the field and H v from its ``jvp``, so a whole step is a function of
 (parameters, real batch, z) that compiles into one graph; it pays where per-operation overhead
 dominates an iteration (docs/benchmarks.md).
 
 Parameters are dicts ``{name: tensor}`` as ``torch.func.functional_call`` takes them. Each method
-of ``gans.methods`` states its *rule* next to its eager direction: a map from (xi_g, xi_d,
+of ``game.methods`` states its *rule* next to its eager direction: a map from (xi_g, xi_d,
 products) to (u_g, u_d, stats), where ``products.ht(v_g, v_d)`` returns H^T v and
 ``products.hv(v_g, v_d)`` returns H v, both as (generator part, discriminator part). A rule that
 needs only the off-diagonal blocks (JARE) says so with ``cross=True`` and gets
@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-from gans.game import Step
-from gans.losses import LossFn
+from game.algebra import Step
+from game.losses import LossFn
 
 Params = dict[str, Tensor]
 Product = Callable[[Params, Params], tuple[Params, Params]]
@@ -69,7 +69,7 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
                   flat_update: bool = False, joint_d: bool = False):
     """f(pg, pd, real, z) -> Step: the field at the given parameters and the rule's direction, a
     pure function that torch.compile can compile. With
-    ``flat_update`` each player's u is one vector in parameter order (``gans.flat``'s layout), so
+    ``flat_update`` each player's u is one vector in parameter order (``runtime.flat``'s layout), so
     the concatenation fuses into the kernels that compute u; with ``joint_d`` D sees the real and
     generated batches as one (``TwoPlayerGAN``'s ``discriminator_pass``)."""
     def losses(pg: Params, pd: Params, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ so that an interrupt ends it within a second or two.
 """
 from __future__ import annotations
 
-from gans.distributed import process_maximum
+from runtime.distributed import process_maximum
 
 #: the reasons in the order one process's outranks another's when they differ (a requeue asks for
 #: a checkpoint of its own)
