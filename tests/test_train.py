@@ -1,12 +1,15 @@
 """train.py end to end: outputs, plug-in networks by class_path, resume, clear errors."""
 from __future__ import annotations
 
+import inspect
 import json
+import pydoc
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from commands import layers, train
 from gans import MODELS, Vanilla
@@ -176,11 +179,31 @@ LAYERS = ([["--model", name] for name in sorted(p.stem for p in (layers.CONFIGS 
              for p in sorted((layers.CONFIGS / "papers").glob("*.yaml"))])
 
 
+def assert_optimizer_options_are_stated_or_defaults(args: list[str], config: dict) -> None:
+    """Every option of the resolved optimizer is stated in a layer file or is its class's default:
+    jsonargparse carries the options of the default optimizer (Adam) over to a class_path that
+    replaces it, which gave the ring preset's RMSpropTF Adam's eps (1e-8 for 1e-10) unseen."""
+    option = dict(zip(args[::2], args[1::2]))
+    files = [layers.CONFIGS / "base.yaml", *layers.layer("--model", option["--model"]),
+             *layers.layer("--data", option.get("--data", layers.DEFAULT_DATA))]
+    files += layers.layer("--paper", option["--paper"]) if "--paper" in option else []
+    stated = set()
+    for path in files:
+        layer = yaml.safe_load(path.read_text()) or {}
+        stated |= set((((layer.get("model") or {}).get("init_args") or {}).get("optimizer") or {}).get("init_args") or {})
+    optimizer = config["model"]["init_args"]["optimizer"]
+    defaults = inspect.signature(pydoc.locate(optimizer["class_path"])).parameters
+    invented = {k: v for k, v in optimizer.get("init_args", {}).items() if k not in stated and v != defaults[k].default}
+    assert invented == {}, f"options no layer states, not the class's defaults: {invented}"
+
+
 @pytest.mark.parametrize("layers", LAYERS, ids=" ".join)
 def test_every_config_layer_parses_and_trains(tmp_path, layers, capsys):
     with pytest.raises(SystemExit) as info:  # every entry, callbacks included, is validated
         train.main([*layers, "--print_config"])
-    assert info.value.code in (None, 0) and "class_path" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert info.value.code in (None, 0) and "class_path" in printed
+    assert_optimizer_options_are_stated_or_defaults(layers, yaml.safe_load(printed))
     if "--data" in layers and layers[-1] not in ("ring", "digits"):
         return  # the other data presets need their files (tests/test_image_data.py reads them from files it writes)
     # a few iterations without the (slow) callbacks
