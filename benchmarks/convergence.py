@@ -34,8 +34,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from benchmarks.common import RESULTS, quiet, write_results
-from callbacks.figures import sweep_map_figure
 from callbacks.sweep_metrics import MAP_KEYS
+from figures import sweep_map_figure
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 METHODS = {"simgd": ("vanilla", []), "altgd": ("vanilla", ["--model.update", "alternating"]),

@@ -17,10 +17,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from callbacks.figures import DISENTANGLEMENT_CURVES, disentanglement_curves, image_grid, traversal_figure
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.progress import progress
 from datamodules.contracts import FactorImages
+from figures import DISENTANGLEMENT_CURVES, disentanglement_curves, image_grid, traversal_figure
 from metrics.cache import cache_root
 from metrics.disentanglement import scores
 from metrics.evaluator import cached_evaluator

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from callbacks.figures import image_grid
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from datamodules.contracts import ImageData
+from figures import image_grid
 
 
 class ImageGrid(PeriodicEvaluation):

@@ -9,10 +9,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
-from callbacks.figures import eigenvalue_figure, history_figure
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.progress import progress
 from datamodules.contracts import RealSamples
+from figures import eigenvalue_figure, history_figure
 from runtime.optim import preconditioner
 from spectra.spectrum import MAX_FULL_PARAMS, SpectrumSettings, evaluate_spectra
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from callbacks.figures import curves_figure, scatter_figure
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from datamodules.contracts import MixtureData
+from figures import curves_figure, scatter_figure
 from metrics.mixture import mixture_metrics
 
 

@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchvision.utils import save_image
 
-from callbacks.figures import figure_image
 from callbacks.interrupt import interruption, stopping
+from figures import figure_image
 from runtime.interrupt import Interrupted
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from callbacks.figures import sweep_curves_figure, sweep_map_figure
 from callbacks.periodic import PeriodicEvaluation, Plot, Report
 from callbacks.sweep_spectra import SweepSpectra
 from datamodules.contracts import MixtureData
+from figures import sweep_curves_figure, sweep_map_figure
 from metrics.mixture import mixture_metrics
 
 #: the outcomes of the table's heat map: (column, title)

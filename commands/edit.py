@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from callbacks.figures import image_grid
 from commands.outputs import unused, writable_folder
 from datamodules.images import FileImages
+from figures import image_grid
 from gans.checkpoint import load_model
 from gans.semistylegan import SemiStyleGAN
 from runtime.checkpoint import CheckpointError

@@ -10,10 +10,11 @@ import argparse
 import json
 from pathlib import Path
 
-from callbacks.fid import FID
+from callbacks.progress import progress
 from commands.outputs import device_option
 from datamodules.contracts import ImageData
 from gans.checkpoint import load_datamodule, load_model
+from metrics.fid_score import FIDScore
 from runtime.checkpoint import CheckpointError
 
 
@@ -34,9 +35,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(str(err))
     if not isinstance(data, ImageData):
         parser.error(f"the checkpoint's datamodule ({type(data).__name__}) is not image data (no eval_dataset())")
-    metric = FID(num_samples=args.num_samples, feature_extractor=args.features, feature_weights_path=args.weights,
-                 kid=args.kid)
-    record = metric.score(model, data)
+    scorer = FIDScore(num_samples=args.num_samples, feature_extractor=args.features, feature_weights_path=args.weights,
+                      kid=args.kid)
+    record = scorer.score(model, data, lambda what, total: progress(None, what, total, "images"))
     print(json.dumps(record))
     return record
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from callbacks.figures import image_grid, scatter_figure
 from commands.outputs import device_option, output_stem, unused, writable_folder
 from datamodules.contracts import MixtureData
+from figures import image_grid, scatter_figure
 from gans.checkpoint import load_datamodule, load_model
 from metrics.mixture import mixture_metrics
 from runtime.checkpoint import CheckpointError, read_checkpoint

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from callbacks.figures import eigenvalue_figure
 from callbacks.progress import progress
 from commands.outputs import device_option, output_stem, unused, writable_folder
 from datamodules.contracts import RealSamples
+from figures import eigenvalue_figure
 from gans.checkpoint import load_datamodule, load_model
 from runtime.checkpoint import CheckpointError, read_checkpoint
 from runtime.optim import preconditioner

@@ -22,10 +22,10 @@ from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from game import algebra, compiled
-from gans import current_path
 from game.losses import is_zero_sum
 from game.methods import Method, Players
 from game.twoplayer import GameOnBatch, Training, TwoPlayerGame, preserved_buffers
+from gans import current_path
 from runtime import flat
 from runtime.distributed import mean_across_processes, rank_and_world
 from runtime.divergence import DivergenceGuard, PendingVerdict, nonfinite

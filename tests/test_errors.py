@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from callbacks.figures import curves_figure
 from commands import errors, layers, train
 from datamodules import ImageFolder
+from figures import curves_figure
 from runtime.threads import usable_cores
 from tests.helpers import tiny_dcgan_config
 
@@ -189,7 +189,7 @@ def test_the_mixture_curves_show_the_kl_to_uniform():
 
 
 def test_the_traversal_rows_are_named_after_their_factors():
-    from callbacks.figures import traversal_figure
+    from figures import traversal_figure
 
     fig = traversal_figure(torch.rand(3, 2 * 10, 4 * 10), ["code 0: shape", "code 1: scale"], 4, "title")
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["code 0: shape", "code 1: scale"]

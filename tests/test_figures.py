@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.ticker import MaxNLocator
 
-from callbacks import figures
+import figures
 
 
 def record(iteration: int, **extra) -> dict:

@@ -44,10 +44,10 @@ def entered(monkeypatch):
         with precision.full_float32():
             yield
 
-    import callbacks.fid
     import gans.base
+    import metrics.fid_score
     import spectra.spectrum
-    for module in (gans.base, spectra.spectrum, callbacks.fid):
+    for module in (gans.base, spectra.spectrum, metrics.fid_score):
         monkeypatch.setattr(module, "full_float32", recording)
     return calls
 
@@ -63,9 +63,9 @@ def test_second_order_steps_run_without_tf32(cls, second_order, entered, batch64
 def test_spectra_and_fid_features_run_without_tf32(entered, batch64):
     compute_spectrum(mlp_gan(JARE, gamma=0.5), *batch64, field="update", k=2)
     assert len(entered) == 1
-    from callbacks.fid import FID
+    from metrics.fid_score import FIDScore
 
-    metric = FID(num_samples=10, batch_size=5, feature_extractor=nn.Flatten(), progress=False)
+    metric = FIDScore(num_samples=10, batch_size=5, feature_extractor=nn.Flatten())
     metric.extractor = metric.feature_extractor
     metric._features(torch.randn(4, 3))
     assert len(entered) == 2
