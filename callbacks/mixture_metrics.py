@@ -28,10 +28,6 @@ class MixtureMetrics(PeriodicEvaluation):
         self.num_samples, self.threshold, self.plot, self.seed = num_samples, threshold, plot, seed
         self._num_modes = 0
 
-    @property
-    def last(self) -> dict | None:
-        return self.history[-1] if self.history else None
-
     def summary(self) -> str | None:
         """The last evaluation in one line (train.py prints it when training ends)."""
         if not self.history:

@@ -48,7 +48,8 @@ def short_error(err: ArgumentError, parser) -> str:
         if 'Parser key "trainer.callbacks"' in message:
             return (f"--trainer.callbacks.{name} sets an option of the last callback of the list, {class_path}, which "
                     f"has no option {name!r}{hint}; its options are: {', '.join(options)}. To change an option of "
-                    f"another callback, give the callback list in a --config file (docs/usage.md)")
+                    f"another callback, name its class: --trainer.callbacks.CLASS.{name} (such as "
+                    f"--trainer.callbacks.JacobianSpectrum.every_n_steps 30)")
         return f"{class_path} has no option {name!r}{hint}; its options are: {', '.join(options)}"
     if bad := re.search(r"Expected (.+?)\. Got value: (.*?)(?:\. Got value: .*)?$", message, re.M):
         key = ".".join(re.findall(r'Parser key "([^"]+)"', message))

@@ -5,6 +5,10 @@ comes last. A YAML file in one of the folders is a name; nothing else registers 
 """
 from __future__ import annotations
 
+import inspect
+import json
+import pydoc
+import re
 from pathlib import Path
 
 import yaml
@@ -81,6 +85,10 @@ def expand_model_name(argv: list[str]) -> list[str]:
     if model is None and given:
         if data is not None or paper is not None:
             raise fail("--data and --paper go on top of a model's layers: give --model NAME with them")
+        named = next((a for a in args if BY_CLASS.match(a)), None)
+        if named is not None:
+            raise fail(f"{named.split('=')[0]} names a callback of the config layers (--model NAME): without them, "
+                       f"set a callback's options in your --config file")
         return args
     model = model or DEFAULT_MODEL
     model_files = layer("--model", model)
@@ -95,9 +103,75 @@ def expand_model_name(argv: list[str]) -> list[str]:
         has_callbacks = "callbacks" in (_sections(path).get("trainer") or {})
         if has_callbacks and seen_callbacks:
             # jsonargparse merges a list of callbacks entry by entry with the one before it (keeping
-            # init_args the new class also accepts): empty it so each layer's callbacks stand alone
+            # init_args the new class also accepts): empty it so each layer's list stands alone;
+            # the lists are merged by class below
             out.append("--trainer.callbacks=[]")
         seen_callbacks |= has_callbacks
         out += ["--config", str(path)]
+    merged = merged_callbacks(files)
+    merged, args = callback_options(args, merged)
+    if merged is not None:
+        out += ["--trainer.callbacks=[]", f"--trainer.callbacks={json.dumps(merged)}"]
     run_name = "_".join(n for n in (model, data, paper) if n)
     return [*out, "--trainer.logger.init_args.name", run_name, *args]
+
+
+def merged_callbacks(files: list[Path]) -> list[dict] | None:
+    """The callback lists of the layers merged by class: a later layer's entry for a class already
+    in the list updates that entry's ``init_args`` (a preset changes the spectrum's cadence without
+    repeating the list), an entry of a new class is appended, and an empty list (``callbacks: []``)
+    empties it. None when no layer names callbacks."""
+    merged = None
+    for path in files:
+        listed = (_sections(path).get("trainer") or {}).get("callbacks")
+        if listed is None:
+            continue
+        if not listed:
+            merged = []
+            continue
+        merged = list(merged or [])
+        for entry in listed:
+            entry = {"class_path": entry["class_path"], "init_args": dict(entry.get("init_args") or {})}
+            same = next((m for m in merged if m["class_path"] == entry["class_path"]), None)
+            if same is None:
+                merged.append(entry)
+            else:
+                same["init_args"] = {**same["init_args"], **entry["init_args"]}
+    return merged
+
+
+#: ``--trainer.callbacks.ClassName.option VALUE``: an option of the layers' callback of that class
+BY_CLASS = re.compile(r"--trainer\.callbacks\.([A-Z]\w*)\.(\w+)(=.*)?$")
+
+
+def callback_options(argv: list[str], callbacks: list[dict] | None) -> tuple[list[dict] | None, list[str]]:
+    """``--trainer.callbacks.ClassName.option VALUE`` (or ``=VALUE``) set ``option`` of the layers'
+    callback of class ``ClassName`` (``callbacks``, merged by class), whichever its place in the
+    list; the value is read as YAML. An unknown class or option fails in one line that lists what
+    there is. The other arguments are returned as they were."""
+    rest, i = [], 0
+    callbacks = [dict(c, init_args=dict(c["init_args"])) for c in callbacks] if callbacks is not None else None
+    while i < len(argv):
+        found = BY_CLASS.match(argv[i])
+        if not found:
+            rest.append(argv[i])
+            i += 1
+            continue
+        name, option, inline = found[1], found[2], found[3]
+        if inline is None and i + 1 >= len(argv):
+            raise fail(f"{argv[i]} needs a value")
+        value = inline[1:] if inline is not None else argv[i + 1]
+        i += 1 if inline is not None else 2
+        present = [c["class_path"].rsplit(".", 1)[-1] for c in callbacks or []]
+        entry = next((c for c in callbacks or [] if c["class_path"].rsplit(".", 1)[-1] == name), None)
+        if entry is None:
+            raise fail(f"--trainer.callbacks.{name}.{option}: the config layers have no {name} callback (they have: "
+                       f"{', '.join(present) or 'none'}); add one with --trainer.callbacks+=CLASS_PATH and its "
+                       f"options right after it")
+        cls = pydoc.locate(entry["class_path"])
+        options = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+        if option not in options:
+            raise fail(f"--trainer.callbacks.{name}.{option}: {entry['class_path']} has no option {option!r}; its "
+                       f"options are: {', '.join(options)}")
+        entry["init_args"][option] = yaml.safe_load(value)
+    return callbacks, rest

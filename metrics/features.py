@@ -52,7 +52,7 @@ def inception_weights(weights_path: str | Path | None = None) -> Path:
         raise FileNotFoundError(
             f"FID needs the Inception-v3 weights and they could not be downloaded ({err}). On a machine with "
             f"internet, fetch {INCEPTION_URL} and either copy it to {path} or pass its path as the FID callback's "
-            f"feature_weights_path (--trainer.callbacks+=callbacks.FID --trainer.callbacks.feature_weights_path "
+            f"feature_weights_path (--trainer.callbacks.FID.feature_weights_path "
             f"PATH, or in the config). Without weights, feature_extractor: classifier computes a Frechet distance "
             f"in the features of a classifier trained on the data set.") from err
     return path

@@ -215,25 +215,50 @@ def test_every_config_layer_parses_and_trains(tmp_path, layers, capsys):
 
 def test_the_layers_of_a_command_line(tmp_path):
     """base, data preset, model, paper, then the command line; a model file that names its data
-    takes no data preset; the run folder is named after the layers."""
+    takes no data preset; the run folder is named after the layers; the layers' callbacks, merged by
+    class, follow them."""
     config = layers.CONFIGS
+    ring = layers.merged_callbacks([config / "data" / "ring.yaml"])
     assert layers.expand_model_name(["--model", "jare", "--model.gamma", "3"]) == [
         "--config", str(config / "base.yaml"), "--config", str(config / "data" / "ring.yaml"),
-        "--config", str(config / "models" / "jare.yaml"), "--trainer.logger.init_args.name", "jare",
-        "--model.gamma", "3"]
-    assert layers.expand_model_name(["--model", "conopt", "--paper", "conopt_ring"])[6:] == [
-        "--trainer.callbacks=[]", "--config", str(config / "papers" / "conopt_ring.yaml"),
-        "--trainer.logger.init_args.name", "conopt_conopt_ring"]
-    assert layers.expand_model_name(["--model", "semistylegan_fine"]) == [
+        "--config", str(config / "models" / "jare.yaml"), "--trainer.callbacks=[]",
+        f"--trainer.callbacks={json.dumps(ring)}", "--trainer.logger.init_args.name", "jare", "--model.gamma", "3"]
+    assert layers.expand_model_name(["--model", "conopt", "--paper", "conopt_ring"])[6:9] == [
+        "--trainer.callbacks=[]", "--config", str(config / "papers" / "conopt_ring.yaml")]
+    assert layers.expand_model_name(["--model", "semistylegan_fine"])[:6] == [
         "--config", str(config / "base.yaml"), "--config", str(config / "models" / "semistylegan.yaml"),
-        "--config", str(config / "models" / "semistylegan_fine.yaml"), "--trainer.logger.init_args.name",
-        "semistylegan_fine"]
+        "--config", str(config / "models" / "semistylegan_fine.yaml")]
     assert layers.expand_model_name(["--config", "mine.yaml"]) == ["--config", "mine.yaml"]
     for args, message in ((["--paper", "nope"], "unknown paper setting 'nope'; choose one of: conopt_ring"),
                           (["--model", "semistylegan", "--data", "digits"], "names its own data"),
-                          (["--config", "mine.yaml", "--data", "digits"], "give --model NAME with them")):
+                          (["--config", "mine.yaml", "--data", "digits"], "give --model NAME with them"),
+                          (["--config", "mine.yaml", "--trainer.callbacks.FID.seed", "3"],
+                           "names a callback of the config layers")):
         with pytest.raises(SystemExit, match=message):
             layers.expand_model_name(args)
+
+
+def test_callback_lists_merge_by_class_and_each_callback_takes_options_by_name(capsys):
+    """A paper's setting changes the spectrum's options without repeating the ring's list (the
+    other callbacks and options stay); --trainer.callbacks.CLASS.option reaches any callback of the
+    list, not only the last; unknown classes and options are named in one line."""
+    with pytest.raises(SystemExit):
+        train.main(["--model", "jare", "--paper", "jare_ring", "--trainer.callbacks.MixtureMetrics.num_samples", "77",
+                    "--trainer.callbacks.JacobianSpectrum.every_n_steps=30", "--print_config"])
+    listed = {c["class_path"]: c["init_args"] for c in yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]}
+    assert list(listed) == ["callbacks.MixtureMetrics", "callbacks.JacobianSpectrum",
+                            "pytorch_lightning.callbacks.ModelCheckpoint"]
+    assert listed["callbacks.MixtureMetrics"]["num_samples"] == 77
+    assert listed["callbacks.MixtureMetrics"]["every_n_steps"] == 2000          # the ring's, kept
+    spectrum = listed["callbacks.JacobianSpectrum"]
+    assert (spectrum["every_n_steps"], spectrum["field"], spectrum["k"], spectrum["batch_size"]) == (30, "both", 10, 128)
+    for args, message in ((["--trainer.callbacks.FID.num_samples", "5"], r"the config layers have no FID callback "
+                                                                          r"\(they have: MixtureMetrics, JacobianSpectrum"),
+                          (["--trainer.callbacks.JacobianSpectrum.every", "5"],
+                           "callbacks.JacobianSpectrum has no option 'every'; its options are: every_n_steps"),
+                          (["--trainer.callbacks.JacobianSpectrum.k"], "needs a value")):
+        with pytest.raises(SystemExit, match=message):
+            train.main(["--model", "jare", *args])
 
 
 def test_sample_from_checkpoint(tmp_path, capsys):
