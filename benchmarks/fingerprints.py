@@ -56,7 +56,7 @@ CASES: dict[str, tuple[list[str], int]] = {
     "jare_compiled": (["--model", "jare", "--model.compile_step", "true", *SMALL, *CALLBACKS, *STEPS], 1),
     "jare_bf16": (["--model", "jare", "--trainer.precision", "bf16-mixed", *SMALL, *CALLBACKS, *STEPS], 1),
     "sga": (["--model", "sga", *SMALL, *CALLBACKS, *STEPS], 1),
-    "sga_no_align": (["--model", "sga", "--model.align", "false", *SMALL, *CALLBACKS, *STEPS], 1),
+    "sga_no_align": (["--model", "sga", "--model.method.align", "false", *SMALL, *CALLBACKS, *STEPS], 1),
     "extragradient": (["--model", "extragradient", *SMALL, *CALLBACKS, *STEPS], 1),
     "optimistic": (["--model", "optimistic", *SMALL, *CALLBACKS, *STEPS], 1),
     "optimistic_alternating": (["--model", "optimistic", "--model.update", "alternating", *SMALL, *CALLBACKS,

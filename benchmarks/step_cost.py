@@ -45,9 +45,9 @@ from runtime.optim import RMSpropTF
 METHODS = {
     "simgd": ("vanilla", []),
     "altgd": ("vanilla", ["--model.update", "alternating"]),
-    "conopt": ("conopt", ["--model.gamma", "10"]),
-    "jare": ("jare", ["--model.gamma", "1000"]),
-    "sga": ("sga", ["--model.lam", "1"]),
+    "conopt": ("conopt", ["--model.method.gamma", "10"]),
+    "jare": ("jare", ["--model.method.gamma", "1000"]),
+    "sga": ("sga", ["--model.method.lam", "1"]),
     "eg": ("extragradient", []),
     "ogd": ("optimistic", []),
     "cgd": ("cgd", []),

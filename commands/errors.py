@@ -4,6 +4,7 @@ traceback instead)."""
 from __future__ import annotations
 
 import difflib
+import inspect
 import pydoc
 import re
 from argparse import ArgumentError
@@ -12,6 +13,8 @@ from pathlib import Path
 import yaml
 from jsonargparse import ArgumentParser
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+from game.methods import METHODS
 
 
 def fail(message: str) -> SystemExit:
@@ -23,6 +26,10 @@ def class_options(class_path: str) -> list[str]:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(pydoc.locate(class_path), "x", fail_untyped=False)
     return [a.dest[2:] for a in parser._actions if a.dest.startswith("x.") and not a.dest.endswith(".help")]
+
+
+#: the options of every method (``--model.method.NAME``), for the hint when one is given to the model
+METHOD_OPTIONS = {name for cls in METHODS.values() for name in inspect.signature(cls).parameters}
 
 
 #: base classes jsonargparse also tries a value against (a list of callbacks is a list of these)
@@ -45,6 +52,11 @@ def short_error(err: ArgumentError, parser) -> str:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         if name == "method":  # the shortcuts (gans.JARE, ...) fix their method
             hint = " (its method is fixed; gans.TwoPlayerGAN takes any: --model gans.TwoPlayerGAN --model.method ...)"
+        elif class_path in SECTIONS["model"] and name not in options:  # a method's option: one spelling
+            method_option = name if name in METHOD_OPTIONS else next(iter(difflib.get_close_matches(
+                name, sorted(METHOD_OPTIONS), n=1)), None)
+            if method_option is not None:
+                hint = f" (an option of the method: --model.method.{method_option})"
         if 'Parser key "trainer.callbacks"' in message:
             return (f"--trainer.callbacks.{name} sets an option of the last callback of the list, {class_path}, which "
                     f"has no option {name!r}{hint}; its options are: {', '.join(options)}. To change an option of "

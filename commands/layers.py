@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from commands.errors import fail
-from gans import MODELS
+from game.methods import METHODS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_MODEL = "jare"
@@ -26,10 +26,10 @@ DEFAULT_DATA = "ring"
 
 
 def names(option: str) -> list[str]:
-    """The names ``option`` takes: the YAML files of its folder (models in the order of
-    ``gans.MODELS``, then any others)."""
+    """The names ``option`` takes: the YAML files of its folder (models: the methods in the order of
+    ``game.methods.METHODS``, then the others)."""
     found = sorted(p.stem for p in (CONFIGS / LAYERS[option]).glob("*.yaml"))
-    return [n for n in MODELS if n in found] + [n for n in found if n not in MODELS] if option == "--model" else found
+    return [n for n in METHODS if n in found] + [n for n in found if n not in METHODS] if option == "--model" else found
 
 
 def data_presets() -> list[str]:

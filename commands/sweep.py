@@ -4,8 +4,8 @@
     python train.py --model vanilla --sweep.seeds 8 --sweep.lr [1e-4,1e-3]
 
 ``--sweep.seeds N`` trains the seeds S, ..., S + N - 1 of ``--seed_everything S``; ``--sweep.NAME
-[values]`` sweeps any numeric option of the model or its method (``gamma``, ``lam``, ``eta``,
-``extrapolation``, ...), ``--sweep.lr`` the learning rate. Every combination of the settings is
+[values]`` sweeps any numeric option of the method (``gamma``, ``lam``, ``eta``, ``extrapolation``,
+...), ``--sweep.lr`` the learning rate. Every combination of the settings is
 trained with every seed; member i is built exactly as its single run (``train.py`` with that
 seed and those options) builds its model. ``--sweep.data_seeds true`` gives each member a data stream of its own
 too: member i's data seed is the data's seed plus i (its single run then has ``--data.seed D+i``;
@@ -37,7 +37,7 @@ PREFIX = "--sweep."
 #: options of the sweep itself; every other ``--sweep.NAME`` is a setting to sweep
 OWN_OPTIONS = ("seeds", "spectra", "data_seeds")
 #: the sweep's options, for ``train.py --help``
-SWEEP_HELP = ("--sweep.seeds N, --sweep.NAME [v1,v2,...] (any numeric option of the model or its method, or lr), "
+SWEEP_HELP = ("--sweep.seeds N, --sweep.NAME [v1,v2,...] (any numeric option of the method, or lr), "
               "--sweep.data_seeds true, --sweep.spectra all|[i,...]: many games in one run (docs/sweeps.md)")
 
 
@@ -89,19 +89,20 @@ def number(value):
 
 
 def setting_key(config, name: str) -> str:
-    """Where setting ``name`` lives in the config: the learning rate, an option of the model, or one
-    of its method."""
+    """Where setting ``name`` lives in the config: the learning rate or an option of the method (what
+    members may differ in, ``gans.sweep.SETTINGS``); a setting the members share is refused by name."""
     if name == "lr":
         return "model.init_args.optimizer.init_args.lr"
     model_args = config["model"]["init_args"]
-    if name in model_args and name not in ("generator", "discriminator", "optimizer", "method"):
-        return f"model.init_args.{name}"
     method = model_args.get("method")
     method_args = getattr(method, "init_args", None) or {}
     if name in method_args:
         return f"model.init_args.method.init_args.{name}"
-    options = sorted([*(k for k, v in model_args.items() if isinstance(v, (int, float)) and not isinstance(v, bool)),
-                      *(k for k, v in method_args.items() if isinstance(v, (int, float)) and not isinstance(v, bool))])
+    options = sorted(k for k, v in method_args.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+    if name in model_args:
+        raise fail(f"{PREFIX}{name}: {name} is a setting every member of a sweep shares (gans.sweep.SETTINGS); "
+                   f"a sweep varies the learning rate and the method's options ({', '.join(['lr', *options])}): "
+                   f"train a run per value of {name}")
     raise fail(f"{PREFIX}{name}: the model has no option {name!r}; numeric options it can sweep: "
                f"{', '.join(['lr', *options])}")
 

@@ -3,7 +3,7 @@
     python train.py --model jare                      # configs/base.yaml, data/ring.yaml, models/jare.yaml
     python train.py --model vanilla --model.update alternating --data.kind grid --trainer.max_steps 2000
     python train.py --model jare --data digits        # images: data/digits.yaml instead of data/ring.yaml
-    python train.py --model jare --paper jare_ring --model.gamma 1000   # + papers/jare_ring.yaml
+    python train.py --model jare --paper jare_ring --model.method.gamma 1000   # + papers/jare_ring.yaml
     python train.py --config my.yaml                  # a full config of your own
     python train.py --model jare --print_config       # the resolved config, every option
     python train.py --model jare --ckpt_path last     # resume the newest run of that logger folder
@@ -157,7 +157,7 @@ def model_options(name: str | None) -> str:
     lines = [f"--model {name} trains {class_path}" + (f" with the method {method}" if method else "")
              + f"; its options (--model.NAME VALUE): {', '.join(class_options(class_path))}"]
     if method:
-        lines.append(f"the method's options (--model.method.init_args.NAME VALUE): {', '.join(class_options(method))}")
+        lines.append(f"the method's options (--model.method.NAME VALUE): {', '.join(class_options(method))}")
     return "\n".join(lines)
 
 

@@ -395,7 +395,7 @@ class SymplecticGradientAdjustment(Method):
             warnings.warn(f"SGA lam={lam:g}: with align the alignment rule chooses lam's sign, so only |lam| = "
                           f"{abs(lam):g} is used" if align else
                           f"SGA lam={lam:g} < 0 subtracts the adjustment (Balduzzi et al. take lam > 0; the "
-                          f"alignment rule, --model.align true, chooses the sign by itself)")
+                          f"alignment rule, --model.method.align true, chooses the sign by itself)")
         self.lam, self.align, self.align_dim, self.eps = lam, align, align_dim, eps
 
     def dimension(self, params: Sequence[Tensor], members: bool = False) -> int:

@@ -1,9 +1,9 @@
 """The GAN models as LightningModules, and the networks the players are made of.
 
-``gans.JARE``, ``gans.ConOpt``, ``gans.SGA``, ``gans.Vanilla`` and ``gans.TwoPlayerGAN`` (any method
-of ``game.methods``), ``gans.SemiStyleGAN``; ``gans.networks`` the players' networks. The game they
-train is ``game`` (plain PyTorch, usable without Lightning); ``--model NAME`` reads
-``configs/models/NAME.yaml``.
+``gans.TwoPlayerGAN`` (any method of ``game.methods``) and its shortcuts ``gans.JARE``,
+``gans.ConOpt``, ``gans.SGA``, ``gans.Vanilla``, ``gans.SemiStyleGAN``, ``gans.SweepGAN`` (many games
+in one run); ``gans.networks`` the players' networks. The game they train is ``game`` (plain
+PyTorch, usable without Lightning); ``--model NAME`` reads ``configs/models/NAME.yaml``.
 
 The names are imported on first use (PEP 562): ``import gans.networks`` costs no Lightning import,
 so a loop of one's own takes the networks, ``game`` and ``spectra`` without it.
@@ -17,7 +17,7 @@ import sys
 
 #: where each name of this package lives
 _NAMES = {"TwoPlayerGAN": "gans.base", "JARE": "gans.models", "ConOpt": "gans.models", "SGA": "gans.models",
-          "Vanilla": "gans.models", "MODELS": "gans.models", "SemiStyleGAN": "gans.semistylegan", "SweepGAN": "gans.sweep",
+          "Vanilla": "gans.models", "SemiStyleGAN": "gans.semistylegan", "SweepGAN": "gans.sweep",
           "GameDDPStrategy": "gans.strategy", "NonFiniteError": "runtime.divergence"}
 
 #: modules that moved out of this package, under the names that configs and checkpoints of earlier

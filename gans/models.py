@@ -1,19 +1,16 @@
-"""The models of each method by name: ``gans.MODELS[name](generator=..., discriminator=...,
-latent_dim=..., **hyperparameters)``.
-
-A model is ``TwoPlayerGAN`` with a method (``game.methods``). The four methods the project started
-with keep a class of their own (``gans.JARE(..., gamma=100)``; checkpoints name them as
-``class_path: gans.JARE``); every other method's entry builds ``TwoPlayerGAN(method=...)`` from the
-method's hyperparameters, so adding a method is its component and its config.
+"""Shortcuts for the four methods the project started with: ``gans.JARE(G, D, latent_dim, gamma=100)``
+is ``TwoPlayerGAN(G, D, latent_dim, method=JacobianRegularization(100))``, and so on. Each is a
+thin LightningModule that stores its hyperparameters once, in its method; checkpoints of earlier
+versions name them (``class_path: gans.JARE``) and load with them. Configs and the command line
+build every model one way: ``gans.TwoPlayerGAN`` with a ``method`` (``configs/models/``,
+``--model.method.gamma``).
 """
 from __future__ import annotations
 
-import inspect
-from typing import Callable, Literal
+from typing import Literal
 
-from game.methods import METHODS, ConsensusOptimization, JacobianRegularization, Method, SymplecticGradientAdjustment
+from game.methods import ConsensusOptimization, JacobianRegularization, SymplecticGradientAdjustment
 from gans.base import TwoPlayerGAN
-from gans.semistylegan import SemiStyleGAN
 
 
 class Vanilla(TwoPlayerGAN):
@@ -66,24 +63,3 @@ class SGA(TwoPlayerGAN):
     lam = property(lambda self: self.method.lam)
     align = property(lambda self: self.method.align)
     align_dim = property(lambda self: self.method.align_dim)
-
-
-def model_of(method: type[Method]) -> Callable[..., TwoPlayerGAN]:
-    """A builder of ``TwoPlayerGAN(method=method(**its hyperparameters), **the rest)`` that takes the
-    method's hyperparameters by name among the model's arguments."""
-    names = set(inspect.signature(method).parameters)
-
-    def build(*args, **kwargs) -> TwoPlayerGAN:
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-        return TwoPlayerGAN(*args, method=method(**options), **kwargs)
-
-    build.__name__ = build.__qualname__ = f"{method.__name__}GAN"
-    build.__doc__ = f"TwoPlayerGAN(method={method.__name__}(...)); {method.__doc__.splitlines()[0]}"
-    return build
-
-
-SHORTCUTS = {"vanilla": Vanilla, "conopt": ConOpt, "jare": JARE, "sga": SGA}
-MODELS: dict[str, Callable[..., TwoPlayerGAN]] = {name: SHORTCUTS.get(name) or model_of(cls)
-                                                  for name, cls in METHODS.items()}
-# the fine-grained editing variant is configs/models/semistylegan_fine.yaml
-MODELS.update(semistylegan=SemiStyleGAN, semistylegan_fine=SemiStyleGAN)

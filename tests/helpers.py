@@ -1,6 +1,7 @@
 """Shared helpers: tiny games in float64 and a quiet Lightning trainer."""
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 
@@ -8,9 +9,20 @@ import pytorch_lightning as pl
 import torch
 
 from datamodules import MixtureOfGaussians
+from game.methods import METHODS
+from gans import TwoPlayerGAN
 from gans.networks import DiracGenerator, LinearDiscriminator, MLPDiscriminator, MLPGenerator
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def model_named(name: str, *args, **options) -> TwoPlayerGAN:
+    """The model ``configs/models/NAME.yaml`` describes: ``TwoPlayerGAN`` with the method ``NAME``
+    (``game.methods.METHODS``), its options taken by name from ``options``."""
+    method = METHODS[name]
+    names = set(inspect.signature(method).parameters)
+    chosen = {k: options.pop(k) for k in list(options) if k in names}
+    return TwoPlayerGAN(*args, method=method(**chosen), **options)
 
 
 def mlp_gan(cls, *, loss="zero_sum", latent_dim=3, width=5, depth=2, activation="tanh", seed=0, **kwargs):

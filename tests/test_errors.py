@@ -42,9 +42,11 @@ def test_an_option_of_a_section_given_without_it_is_found(tmp_path):
     assert "did you mean --data.batch_size?" in error("--model", "vanilla", "--batch_size", "3")
 
 
-def test_a_shortcut_model_refuses_a_method_option_in_one_line():
+def test_a_methods_option_has_one_spelling_and_a_wrong_one_says_which():
+    message = error("--model", "jare", "--model.gamma", "3")
+    assert "gans.TwoPlayerGAN has no option 'gamma' (an option of the method: --model.method.gamma)" in message
     message = error("--model", "jare", "--model.method.eta", "3")
-    assert "gans.JARE has no option 'method' (its method is fixed" in message and "gamma" in message
+    assert "game.methods.JacobianRegularization has no option 'eta'" in message and "gamma" in message
 
 
 def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
@@ -215,8 +217,8 @@ SMALL = ["--model.generator.init_args.width", "8", "--model.discriminator.init_a
 @pytest.mark.parametrize("args,message", [
     (["--model", "cgd", "--model.loss", "ns", "--model.method.solver", "cg"],
      "CompetitiveGradient(solver='cg') needs a loss whose system is symmetric (zero_sum or wasserstein); with loss 'ns'"),
-    (["--model", "jare", "--model.gamma", "-5"], "JacobianRegularization: gamma must be >= 0"),
-    (["--model", "conopt", "--model.gamma", "-5"], "ConsensusOptimization: gamma must be >= 0"),
+    (["--model", "jare", "--model.method.gamma", "-5"], "JacobianRegularization: gamma must be >= 0"),
+    (["--model", "conopt", "--model.method.gamma", "-5"], "ConsensusOptimization: gamma must be >= 0"),
     (["--model", "vanilla", "--model.optimizer.init_args.lr", "1e200"],
      "learning rate 1e+200 of the generator group does not fit in torch.float32 (largest 3.4e+38)"),
     (["--model", "vanilla", "--sweep.lr", "[1e-3, 1e200]"],
@@ -248,10 +250,10 @@ def test_help_shows_the_models_options_and_the_sweeps(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--sweep.seeds N, --sweep.NAME [v1,v2,...]" in out
     assert "--model cgd trains gans.TwoPlayerGAN with the method game.methods.CompetitiveGradient" in out
-    assert "the method's options (--model.method.init_args.NAME VALUE): eta, solver, tol, max_iter, warm_start" in out
+    assert "the method's options (--model.method.NAME VALUE): eta, solver, tol, max_iter, warm_start" in out
     with pytest.raises(SystemExit) as info:
         train.main(["--model.help", "jare"])
-    assert info.value.code == 0 and "--model jare trains gans.JARE; its options (--model.NAME VALUE): " \
+    assert info.value.code == 0 and "the method's options (--model.method.NAME VALUE): gamma" \
         in capsys.readouterr().out
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from datamodules import MixtureOfGaussians
 from game.methods import CompetitiveGradient, Extragradient, OptimisticGradient
-from gans import JARE, MODELS, SGA, ConOpt, NonFiniteError, SemiStyleGAN, TwoPlayerGAN, Vanilla
+from gans import JARE, SGA, ConOpt, NonFiniteError, TwoPlayerGAN, Vanilla
 from gans.networks import MLPDiscriminator, MLPGenerator
 from runtime.optim import RMSpropTF
 from tests.helpers import mlp_gan, quiet_trainer
@@ -151,22 +151,25 @@ def test_checkpoints_and_configs_of_the_old_module_paths_load(tmp_path):
     torch.testing.assert_close(loaded.state_dict(), model.state_dict())
 
 
-def test_registry():
-    from game import methods
+def test_every_model_config_is_one_form_and_the_shortcuts_are_their_methods():
+    """Every method's config builds gans.TwoPlayerGAN with that method (one form, one command-line
+    spelling: --model.method.NAME); the shortcuts gans.JARE, ... are TwoPlayerGAN with their method,
+    each hyperparameter stored once (in the method)."""
+    import yaml
 
-    classes = {"vanilla": Vanilla, "sga": SGA, "conopt": ConOpt, "jare": JARE, "semistylegan": SemiStyleGAN,
-               "semistylegan_fine": SemiStyleGAN}
-    assert {k: MODELS[k] for k in classes} == classes
-    assert set(MODELS) - set(classes) == {"extragradient", "optimistic", "cgd"}
-    built = {name: MODELS[name](MLPGenerator(2, 2, 4, 1), MLPDiscriminator(2, 4, 1), latent_dim=2, **kw)
-             for name, kw in (("extragradient", {"extrapolation": 0.3}), ("optimistic", {}), ("cgd", {"eta": 0.2}))}
-    assert all(type(m) is TwoPlayerGAN for m in built.values())
-    assert isinstance(built["extragradient"].method, methods.Extragradient)
-    assert built["extragradient"].method.extrapolation == 0.3 and built["cgd"].method.eta == 0.2
-    assert isinstance(built["optimistic"].method, methods.OptimisticGradient)
-    for name in ("vanilla", "sga", "conopt", "jare"):  # a shortcut is its method on TwoPlayerGAN
-        assert type(MODELS[name](MLPGenerator(2, 2, 4, 1), MLPDiscriminator(2, 4, 1), latent_dim=2).method) \
-            is methods.METHODS[name]
+    from commands.layers import CONFIGS
+    from game import methods
+    for name, cls in methods.METHODS.items():
+        model = yaml.safe_load((CONFIGS / "models" / f"{name}.yaml").read_text())["model"]
+        assert model["class_path"] == "gans.TwoPlayerGAN" and set(model["init_args"]) <= {"method", "loss"}
+        assert model["init_args"]["method"]["class_path"] == f"game.methods.{cls.__name__}"
+    shortcuts = {"vanilla": (Vanilla, {}), "sga": (SGA, {"lam": 0.5}), "conopt": (ConOpt, {"gamma": 3.0}),
+                 "jare": (JARE, {"gamma": 7.0})}
+    for name, (cls, options) in shortcuts.items():
+        model = cls(MLPGenerator(2, 2, 4, 1), MLPDiscriminator(2, 4, 1), latent_dim=2, **options)
+        assert type(model.method) is methods.METHODS[name]
+        assert all(getattr(model.method, k) == v == getattr(model, k) for k, v in options.items())
+        assert not any(k in vars(model) for k in options)  # read from the method, not kept beside it
 
 
 def test_argument_errors():

@@ -17,12 +17,11 @@ from datamodules.stacked import StackedData
 from game import algebra
 from game.krylov import conjugate_gradient, conjugate_gradient_members
 from game.stacked import StackedNetworks
-from gans import MODELS
 from gans.checkpoint import load_model
 from gans.networks import MLPDiscriminator, MLPGenerator
 from gans.sweep import SweepGAN, member_checkpoint
 from runtime.optim import RMSpropTF
-from tests.helpers import quiet_trainer, two_processes_equal_one
+from tests.helpers import model_named, quiet_trainer, two_processes_equal_one
 
 STEPS = 12
 
@@ -32,7 +31,7 @@ def build(name, seed, *, lr=1e-3, **options):
     pl.seed_everything(seed, verbose=False)
     g, d = MLPGenerator(4, 2, 8, 2), MLPDiscriminator(2, 8, 2)
     options.setdefault("loss", "zero_sum")
-    return MODELS[name](generator=g, discriminator=d, latent_dim=4, latent_std=2.0,
+    return model_named(name, generator=g, discriminator=d, latent_dim=4, latent_std=2.0,
                         optimizer=lambda p: RMSpropTF(p, lr=lr), **options).double()
 
 
@@ -261,8 +260,8 @@ def test_resume_of_a_sweep_is_exact_and_members_export(tmp_path, capsys):
     out = member_command.main([str(ckpt), "3"])
     assert "member 3 (seed 1, gamma=100)" in capsys.readouterr().out
     model = load_model(out)
-    assert type(model).__name__ == "JARE" and model.gamma == 100.0
-    assert load_model(member_command.main([str(ckpt), "0"])).gamma == 10.0
+    assert type(model).__name__ == "TwoPlayerGAN" and model.method.gamma == 100.0
+    assert load_model(member_command.main([str(ckpt), "0"])).method.gamma == 10.0
     ours = resumed.lightning_module.member_state_dict(3)
     assert all(torch.equal(v, ours[k]) for k, v in model.state_dict().items())
     assert member_checkpoint(torch.load(ckpt, weights_only=False), 3)["global_step"] == 20

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from commands import layers, train
-from gans import MODELS, Vanilla
+from gans import TwoPlayerGAN
 
 FAST = ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "10"]
 
@@ -22,12 +22,9 @@ def run(tmp_path, *args, name="run"):
                        "--trainer.logger.init_args.name", name, *FAST])
 
 
-def test_every_registered_model_has_a_config():
-    assert set(MODELS) == {"vanilla", "sga", "conopt", "jare", "extragradient", "optimistic", "cgd", "semistylegan",
-                           "semistylegan_fine"}
-    for name in MODELS:
-        assert (layers.CONFIGS / "models" / f"{name}.yaml").is_file()
-    assert layers.names("--model") == list(MODELS)  # one discovery: the folder, in the registry's order
+def test_every_method_has_a_config():
+    from game.methods import METHODS
+    assert layers.names("--model") == [*METHODS, "semistylegan", "semistylegan_fine"]  # the folder, methods first
 
 
 def test_end_to_end_writes_metrics_plot_checkpoint_and_config(tmp_path, capsys):
@@ -44,7 +41,7 @@ def test_end_to_end_writes_metrics_plot_checkpoint_and_config(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Done: modes covered" in out and str(folder) in out
     # the checkpoint rebuilds the model, networks included, with no arguments
-    model = Vanilla.load_from_checkpoint(ckpt, weights_only=False)
+    model = TwoPlayerGAN.load_from_checkpoint(ckpt, weights_only=False)
     assert model.update == "alternating"
     torch.testing.assert_close(model.generator.state_dict(), trainer.lightning_module.generator.state_dict())
 
@@ -161,7 +158,10 @@ def test_generator_with_wrong_sample_shape_fails_clearly(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--model", "vanila"], "unknown model 'vanila'; choose one of: vanilla, sga, conopt, jare"),
-    (["--model", "jare", "--model.gama", "1"], "gans.JARE has no option 'gama' (did you mean 'gamma'?)"),
+    (["--model", "jare", "--model.method.gama", "1"],
+     "game.methods.JacobianRegularization has no option 'gama' (did you mean 'gamma'?)"),
+    (["--model", "jare", "--model.gama", "1"], "gans.TwoPlayerGAN has no option 'gama' (an option of the method: "
+                                               "--model.method.gamma)"),
     (["--model", "vanilla", "--model.update", "sometimes"], "expected one of 'simultaneous', 'alternating'"),
     (["--model", "vanilla", "--model.n_d", "two"], "invalid value 'two' for --model.n_d: expected int"),
     (["--model", "vanilla", "--trainer.max_stepz", "3"], "did you mean --trainer.max_steps?"),
@@ -219,10 +219,10 @@ def test_the_layers_of_a_command_line(tmp_path):
     class, follow them."""
     config = layers.CONFIGS
     ring = layers.merged_callbacks([config / "data" / "ring.yaml"])
-    assert layers.expand_model_name(["--model", "jare", "--model.gamma", "3"]) == [
+    assert layers.expand_model_name(["--model", "jare", "--model.method.gamma", "3"]) == [
         "--config", str(config / "base.yaml"), "--config", str(config / "data" / "ring.yaml"),
         "--config", str(config / "models" / "jare.yaml"), "--trainer.callbacks=[]",
-        f"--trainer.callbacks={json.dumps(ring)}", "--trainer.logger.init_args.name", "jare", "--model.gamma", "3"]
+        f"--trainer.callbacks={json.dumps(ring)}", "--trainer.logger.init_args.name", "jare", "--model.method.gamma", "3"]
     assert layers.expand_model_name(["--model", "conopt", "--paper", "conopt_ring"])[6:9] == [
         "--trainer.callbacks=[]", "--config", str(config / "papers" / "conopt_ring.yaml")]
     assert layers.expand_model_name(["--model", "semistylegan_fine"])[:6] == [
@@ -273,7 +273,20 @@ def test_sample_from_checkpoint(tmp_path, capsys):
     assert (tmp_path / "s" / "samples.png").stat().st_size > 1000
     assert "modes," in capsys.readouterr().out
     model = load_model(ckpt)
-    assert type(model).__name__ == "JARE" and model.gamma == 100.0
+    assert type(model).__name__ == "TwoPlayerGAN" and model.method.gamma == 100.0
+    # as an earlier version wrote it: the shortcut class, gamma among the model's options, no method
+    # record, the optimizer at its old module path
+    checkpoint = torch.load(ckpt, weights_only=False)
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "method"}
+    hparams["optimizer"] = {**hparams["optimizer"], "class_path": "gans.optim.RMSpropTF"}
+    checkpoint["hyper_parameters"] = {**hparams, "_class_path": "gans.JARE", "gamma": 100.0}
+    checkpoint["method"] = "gans.methods.JacobianRegularization"
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    loaded = load_model(old)
+    assert type(loaded).__name__ == "JARE" and loaded.gamma == loaded.method.gamma == 100.0
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict())
+    assert sample.main([str(old), "--num", "10", "--out", str(tmp_path / "s" / "old")]).with_suffix(".pt").is_file()
 
 
 def test_spectrum_of_a_checkpoint(tmp_path, capsys):
