@@ -29,6 +29,7 @@ from datamodules import Digits
 from gans import JARE, Vanilla
 from gans.networks import DCGANDiscriminator, DCGANGenerator
 from metrics.features import InceptionFeatures, train_classifier
+from metrics.fid_score import FIDScore
 
 
 def random_inception(folder: Path) -> InceptionFeatures:
@@ -65,8 +66,7 @@ def reference_rows(folder: Path) -> list[dict]:
     from torchmetrics.image.fid import _compute_fid
 
     data = Digits()
-    fid = FID(feature_extractor="classifier", cache_dir=str(folder), progress=False)
-    net = fid.build_extractor(data)
+    net = FIDScore(feature_extractor="classifier", cache_dir=str(folder)).build_extractor(data)
     with torch.no_grad():
         feats = torch.cat([net(torch.stack([data.dataset[i][0] for i in range(k, min(k + 500, len(data.dataset)))]))
                            for k in range(0, len(data.dataset), 500)]).double()

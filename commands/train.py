@@ -45,7 +45,7 @@ from callbacks.progress import IterationProgressBar
 from commands.errors import DEBUG_ENV, USER_ERRORS, class_options, fail, one_line, short_error, yaml_problem
 from commands.layers import DEFAULT_DATA, DEFAULT_MODEL, expand_model_name, layer, names
 from commands.sweep import SWEEP_HELP, build_sweep, split_sweep_options, sweep_callbacks, sweep_config, sweep_members
-from gans import TwoPlayerGAN
+from gans import TwoPlayerGAN, current_path
 from gans.checkpoint import AtomicCheckpointIO, model_class_path, record_object_arguments
 from runtime.checkpoint import CheckpointError, changed_settings, iteration, read_checkpoint
 from runtime.precision import set_tf32
@@ -266,8 +266,13 @@ def check_resume(ckpt_path: str, config: dict, sweep: dict | None = None) -> int
     own = f"resume with its own config (--config {run_config})" if run_config.is_file() else "resume with its settings"
     check_sweep_resume(ckpt_path, checkpoint, config, sweep or {})
     recorded = model_class_path(checkpoint)
-    if recorded is not None and recorded != config["model"]["class_path"]:
-        raise fail(f"--ckpt_path {ckpt_path} was written by {recorded}, not {config['model']['class_path']}: {own}")
+    if recorded is not None:
+        method = (config["model"].get("init_args") or {}).get("method")
+        method = method.get("class_path") if method else None
+        ours = model_and_method(config["model"]["class_path"], method)
+        theirs = model_and_method(recorded, current_path(checkpoint["method"]) if checkpoint.get("method") else None)
+        if theirs != ours:
+            raise fail(f"--ckpt_path {ckpt_path} was written by {theirs}, not {ours}: {own}")
     data_recorded = checkpoint.get("datamodule_hyper_parameters", {}).get("_class_path")
     data_now = (config.get("data") or {}).get("class_path")
     if data_recorded is not None and data_now is not None and data_recorded != data_now:
@@ -282,6 +287,12 @@ def check_resume(ckpt_path: str, config: dict, sweep: dict | None = None) -> int
         raise fail(f"nothing to train: --ckpt_path {ckpt_path} is at iteration {step} and --trainer.max_steps is "
                    f"{max_steps}; raise --trainer.max_steps to continue the run")
     return step
+
+
+def model_and_method(class_path: str, method: str | None) -> str:
+    """A model's class path, with its method's when it has one (``gans.TwoPlayerGAN with
+    game.methods.JacobianRegularization``)."""
+    return f"{class_path} with {method}" if method and class_path == "gans.TwoPlayerGAN" else class_path
 
 
 def check_sweep_resume(ckpt_path: str, checkpoint: dict, config: dict, spec: dict) -> None:

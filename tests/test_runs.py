@@ -112,7 +112,8 @@ def test_a_resume_of_another_models_checkpoint_is_refused(tmp_path):
     run(tmp_path, steps=5)
     message = error_of("--model", "sga", "--trainer.max_steps", "9", *SMALL, "--trainer.logger.init_args.save_dir",
                        str(tmp_path), "--ckpt_path", str(checkpoints(tmp_path) / "last.ckpt"))
-    assert "was written by gans.Vanilla, not gans.SGA" in message
+    assert ("was written by gans.TwoPlayerGAN with game.methods.GradientDescent, not gans.TwoPlayerGAN with "
+            "game.methods.SymplecticGradientAdjustment") in message
 
 
 def test_a_resume_with_nothing_left_to_train_says_so(tmp_path):

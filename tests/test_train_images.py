@@ -33,7 +33,7 @@ def test_every_data_preset_parses(preset, capsys):
         train.main(["--model", "conopt", "--data", preset, "--print_config"])
     assert info.value.code in (None, 0)
     out = capsys.readouterr().out
-    assert "gans.ConOpt" in out and f"name: conopt_{preset}" in out
+    assert "game.methods.ConsensusOptimization" in out and f"name: conopt_{preset}" in out
     assert ("MixtureMetrics" in out) == (preset == "ring")       # mixture metrics only on a mixture
 
 
