@@ -54,9 +54,9 @@ def measure(case: str, batch: int, repeats: int, device: str) -> dict:
     latent = model.sample_latent(batch)
 
     def train_iteration():  # what SemiStyleGAN.training_step computes, without the optimizer
-        _, loss_d = model.weighted_losses(model.loss_terms(data, latent, "D", penalty="r1"))
+        _, loss_d = model.weighted_losses(model.loss_terms(data, latent, "d", penalty="r1"))
         torch.autograd.grad(loss_d, model.params_d)
-        loss_g, _ = model.weighted_losses(model.loss_terms(data, latent, "G"))
+        loss_g, _ = model.weighted_losses(model.loss_terms(data, latent, "g"))
         torch.autograd.grad(loss_g, model.params_g)
 
     with torch.no_grad():

@@ -66,15 +66,15 @@ def half_sq_norm(*parts: Params) -> Tensor:
 
 
 def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool, rule: Rule,
-                  flat_update: bool = False, joint_d: bool = False):
+                  flat_update: bool = False, joint: bool = False):
     """f(pg, pd, real, z) -> Step: the field at the given parameters and the rule's direction, a
     pure function that torch.compile can compile. With
     ``flat_update`` each player's u is one vector in parameter order (``runtime.flat``'s layout), so
-    the concatenation fuses into the kernels that compute u; with ``joint_d`` D sees the real and
-    generated batches as one (``TwoPlayerGAN``'s ``discriminator_pass``)."""
+    the concatenation fuses into the kernels that compute u; with ``joint`` D sees the real and
+    generated batches as one (``TwoPlayerGame.joint``: the resolved ``discriminator_pass``)."""
     def losses(pg: Params, pd: Params, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         fake = functional_call(generator, pg, (z,))
-        if joint_d:
+        if joint:
             logits = functional_call(discriminator, pd, (torch.cat([real, fake]),)).reshape(-1)
             return loss_fn(logits[:real.shape[0]], logits[real.shape[0]:])
         return loss_fn(functional_call(discriminator, pd, (real,)).reshape(-1),
@@ -132,16 +132,16 @@ def step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossF
 
 
 def stacked_step_function(generator: nn.Module, discriminator: nn.Module, loss_fn: LossFn, zero_sum: bool,
-                          rule_of: Callable[[dict[str, Tensor]], Rule], own_data: bool = False, joint_d: bool = False):
+                          rule_of: Callable[[dict[str, Tensor]], Rule], own_data: bool = False, joint: bool = False):
     """f(pg, pd, real, z, hyper) -> Step for stacked games (``gans.sweep``): ``step_function``
     vmapped over members, whose parameters, codes z and hyperparameters ``hyper`` (values with one
     entry per member) lie along a leading axis, on one real batch that every member shares (or,
     with ``own_data``, each member's own along that axis). Each member's rule is ``rule_of`` its own
     hyperparameters, so every inner product, norm and sign inside it is the member's own;
-    ``joint_d`` as in ``step_function``."""
+    ``joint`` as in ``step_function``."""
     def member(pg: Params, pd: Params, real: Tensor, z: Tensor, hyper: dict[str, Tensor]) -> Step:
         return step_function(generator, discriminator, loss_fn, zero_sum, rule_of(hyper),
-                             joint_d=joint_d)(pg, pd, real, z)
+                             joint=joint)(pg, pd, real, z)
     return vmap(member, in_dims=(0, 0, 0 if own_data else None, 0, 0))
 
 

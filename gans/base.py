@@ -29,6 +29,7 @@ from gans import current_path
 from runtime import flat
 from runtime.distributed import mean_across_processes, rank_and_world
 from runtime.divergence import DivergenceGuard, PendingVerdict, nonfinite
+from runtime.ema import WeightAverage
 from runtime.precision import full_float32
 from runtime.streams import global_states, restore_global_states, seed_for_rank, seeded
 
@@ -173,10 +174,8 @@ class TwoPlayerGAN(pl.LightningModule):
         self.update, self.order, self.n_d = update, order, n_d
         self.optimizer_factory = optimizer
         self.on_nonfinite, self.divergence = on_nonfinite, DivergenceGuard(on_nonfinite)
-        if ema_half_life is not None and ema_half_life <= 0:
-            raise ValueError(f"ema_half_life must be a positive number of images (or None for no EMA), got {ema_half_life}")
-        self.ema_half_life, self.ema_rampup = ema_half_life, ema_rampup
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval() if ema_half_life else None
+        self.ema = WeightAverage(ema_half_life, ema_rampup) if ema_half_life is not None else None
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval() if self.ema else None
         self._images_per_iteration = 0
         self.flat_buffers, self._flat = flat_buffers, None
         self.compile_step, self._compiled = compile_step, None
@@ -397,21 +396,14 @@ class TwoPlayerGAN(pl.LightningModule):
         """n generated samples from the sampling generator in eval mode."""
         return self.generate(self.sample_latent(n, generator))
 
-    @torch.no_grad()
     def update_ema(self, num_images: int) -> None:
         """Move ``generator_ema`` towards the generator after an iteration that saw ``num_images``
-        training images: w_ema <- beta w_ema + (1 - beta) w with beta = 0.5 ** (num_images / half_life).
-        Buffers (BatchNorm statistics) are copied."""
-        if self.generator_ema is None:
-            return
-        half_life = self.ema_half_life
-        if self.ema_rampup is not None:
-            half_life = min(half_life, max(self.global_step * num_images * self.ema_rampup, 1e-8))
-        beta = 0.5 ** (num_images / half_life)
-        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            p_ema.lerp_(p.detach(), 1 - beta)
-        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            b_ema.copy_(b)
+        training images (``runtime.ema.WeightAverage``)."""
+        if self.generator_ema is not None:
+            self.ema.update(self.generator_ema, self.generator, num_images, self.global_step)
+
+    ema_half_life = property(lambda self: self.ema.half_life if self.ema else None)
+    ema_rampup = property(lambda self: self.ema.rampup if self.ema else None)
 
     # -- set-up and checks ---------------------------------------------------------------------
 

@@ -229,19 +229,19 @@ class SemiStyleGAN(TwoPlayerGAN):
         """n weights in [0, 1] for the smoothness term's mixes (``TwoPlayerGAN.draw``)."""
         return self.draw(n, lambda count, generator: torch.rand(count, generator=generator), training)
 
-    def loss_terms(self, batch: FactorBatch, latent: Tensor, phase: Literal["G", "D", "both"] = "both",
+    def loss_terms(self, batch: FactorBatch, latent: Tensor, players: Players = "gd",
                    penalty: str = "none", training: bool = False) -> dict[str, Tensor]:
-        """The unweighted loss terms a phase needs (``weighted_losses`` weighs them); ``both`` shares
-        the generated batch between the players, as the simultaneous field needs. ``penalty``: the
+        """The unweighted loss terms the ``players`` need (``weighted_losses`` weighs them); ``gd``
+        shares the generated batch between the players, as the simultaneous field needs. ``penalty``: the
         gradient penalty to include (its term is named after it); ``training``: the random draws come
         from the training stream."""
         G, D, sq, k = self.generator, self.discriminator, self.squared, self.code_dim
         c = latent[:, :k]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and phase != "D"):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and "g" in players):
             fake = G(latent)
         d_fake, e_fake = D(fake)
         terms = {"unsup": code_error(e_fake, c, sq)}
-        if phase != "D":
+        if "g" in players:
             terms["g_adv"] = F.softplus(-d_fake.reshape(-1)).mean()
             if self.smooth_weight and self.smoothness == "codes":
                 c_mix = mix(c, c.roll(1, 0), self.mix_weights(len(c), training).to(c))
@@ -249,7 +249,7 @@ class SemiStyleGAN(TwoPlayerGAN):
             if self.sup_weight_g and batch.labelled_codes is not None:
                 codes = batch.labelled_codes[:len(latent)]
                 terms["g_sup"] = code_error(D(G(torch.cat([codes, latent[:len(codes), k:]], dim=1)))[1], codes, sq)
-        if phase != "G":
+        if "d" in players:
             real = batch.images.detach().requires_grad_(penalty == "r1")
             d_real, e_real = D(real)
             terms["d_adv"] = F.softplus(d_fake.reshape(-1)).mean() + F.softplus(-d_real.reshape(-1)).mean()
@@ -282,8 +282,7 @@ class SemiStyleGAN(TwoPlayerGAN):
         return loss_g, loss_d
 
     def player_losses(self, batch: FactorBatch, z: Tensor, players: Players = "gd", training: bool = False):
-        phase = {"gd": "both", "g": "G", "d": "D"}[players]
-        terms = self.loss_terms(batch, z, phase, self.penalty_now(training) if "d" in players else "none", training)
+        terms = self.loss_terms(batch, z, players, self.penalty_now(training) if "d" in players else "none", training)
         if training:  # logged with the iteration (the first phase's value of a term both phases have)
             for name, value in terms.items():
                 self._terms.setdefault(name, value.detach())

@@ -27,7 +27,7 @@ def functional(model, real, z):
     """The uncompiled step function at the model's parameters (D's pass as the model was told)."""
     step = compiled.step_function(model.generator, model.discriminator, model.loss_fn,
                                   is_zero_sum(model.loss_name), rule_of(model),
-                                  joint_d=model.discriminator_pass == "joint")
+                                  joint=model.discriminator_pass == "joint")
     pg, pd = ({n: p.detach() for n, p in net.named_parameters()} for net in (model.generator, model.discriminator))
     return step(pg, pd, real, z)
 

@@ -99,7 +99,7 @@ def toy_batch():
 def test_each_loss_term_by_hand():
     model, batch = toy_model(), toy_batch()
     latent = torch.rand(3, 3, dtype=torch.float64)
-    terms = model.loss_terms(batch, latent, "both", penalty="r1")
+    terms = model.loss_terms(batch, latent, "gd", penalty="r1")
     lam = torch.rand(3, generator=torch.Generator().manual_seed(0)).double()  # the smoothness term's draw
 
     A, u, V = model.generator.A, model.discriminator.u, model.discriminator.V
@@ -126,7 +126,7 @@ def test_each_loss_term_by_hand():
 def test_smoothness_on_images_and_the_generator_side_supervision():
     model, batch = toy_model(smoothness="images", sup_weight_g=1.0), toy_batch()
     latent = torch.rand(3, 3, dtype=torch.float64)
-    terms = model.loss_terms(batch, latent, "both")
+    terms = model.loss_terms(batch, latent, "gd")
     lam = torch.rand(2, generator=torch.Generator().manual_seed(0)).double()
     A, V = model.generator.A, model.discriminator.V
     x, y = batch.labelled_images.flatten(1), batch.labelled_codes
@@ -139,21 +139,21 @@ def test_smoothness_on_images_and_the_generator_side_supervision():
 def test_player_losses_weigh_the_terms():
     model = toy_model(unsup_weight_g=2.0, unsup_weight_d=3.0, sup_weight=5.0, smooth_weight=7.0, penalty_weight=4.0,
                       penalty_every=3)
-    terms = model.loss_terms(toy_batch(), torch.rand(3, 3, dtype=torch.float64), "both", penalty="r1")
+    terms = model.loss_terms(toy_batch(), torch.rand(3, 3, dtype=torch.float64), "gd", penalty="r1")
     loss_g, loss_d = model.weighted_losses(terms, training=True)
     torch.testing.assert_close(loss_g, terms["g_adv"] + 2 * terms["unsup"] + 7 * terms["smooth"])
     torch.testing.assert_close(loss_d, terms["d_adv"] + 3 * terms["unsup"] + 5 * terms["sup"] + 4 / 2 * 3 * terms["r1"])
     _, unscaled = model.weighted_losses(terms)  # outside training the lazy penalty enters every time, unscaled
     torch.testing.assert_close(unscaled, terms["d_adv"] + 3 * terms["unsup"] + 5 * terms["sup"] + 4 / 2 * terms["r1"])
-    g_only = model.weighted_losses(model.loss_terms(toy_batch(), torch.rand(3, 3, dtype=torch.float64), "G"))
+    g_only = model.weighted_losses(model.loss_terms(toy_batch(), torch.rand(3, 3, dtype=torch.float64), "g"))
     assert g_only[1] is None and g_only[0] is not None
 
 
 def test_phases_compute_only_their_players_terms():
     model, batch = toy_model(), toy_batch()
     latent = torch.rand(3, 3, dtype=torch.float64)
-    assert set(model.loss_terms(batch, latent, "G")) == {"unsup", "g_adv", "smooth"}
-    assert set(model.loss_terms(batch, latent, "D", penalty="r1")) == {"unsup", "d_adv", "sup", "r1"}
+    assert set(model.loss_terms(batch, latent, "g")) == {"unsup", "g_adv", "smooth"}
+    assert set(model.loss_terms(batch, latent, "d", penalty="r1")) == {"unsup", "d_adv", "sup", "r1"}
 
 
 def test_codes_are_drawn_from_the_factor_grid_or_uniformly():
@@ -174,7 +174,7 @@ def test_second_order_methods_use_the_game_algebra(method):
     """JARE and ConOpt on this model are their directions of its field: H built from its own losses."""
     model, batch = toy_model(method=method, update="simultaneous"), toy_batch()
     latent = torch.rand(3, 3, dtype=torch.float64)
-    loss_g, loss_d = model.weighted_losses(model.loss_terms(batch, latent, "both", penalty="r1"))
+    loss_g, loss_d = model.weighted_losses(model.loss_terms(batch, latent, "gd", penalty="r1"))
     params = model.params_g + model.params_d
     xi = torch.cat([t.reshape(-1) for t in algebra.grad(loss_g, model.params_g, create_graph=True)
                     + algebra.grad(loss_d, model.params_d, create_graph=True)])
