@@ -6,7 +6,7 @@ no Lightning.
 """
 from __future__ import annotations
 
-import importlib
+from runtime.lazy import lazy_names
 
 #: where each name of this package lives
 _NAMES = {"CIFAR10": "datamodules.torchvision_sets", "MNIST": "datamodules.torchvision_sets",
@@ -17,11 +17,4 @@ _NAMES = {"CIFAR10": "datamodules.torchvision_sets", "MNIST": "datamodules.torch
           "ring_modes": "datamodules.mixture_samples"}
 
 __all__ = sorted(_NAMES)
-
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'datamodules' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _NAMES)

@@ -15,6 +15,8 @@ import importlib.abc
 import importlib.util
 import sys
 
+from runtime.lazy import lazy_names
+
 #: where each name of this package lives
 _NAMES = {"TwoPlayerGAN": "gans.base", "JARE": "gans.models", "ConOpt": "gans.models", "SGA": "gans.models",
           "Vanilla": "gans.models", "SemiStyleGAN": "gans.semistylegan", "SweepGAN": "gans.sweep",
@@ -27,14 +29,7 @@ MOVED = {"gans.methods": "game.methods", "gans.optim": "runtime.optim", "gans.ga
          "gans.losses": "game.losses", "gans.spectrum": "spectra.spectrum"}
 
 __all__ = sorted(_NAMES)
-
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gans' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _NAMES)
 
 
 def current_path(path: str) -> str:
